@@ -1,0 +1,97 @@
+"""The ``optout`` command line: a thin layer over the library.
+
+Each area registers its commands from its own module (``optout/cli/<area>.py`` exposes
+``register(app)``). ``main`` turns the package's errors into a message on stderr and the
+documented exit code (see ``optout.errors``): no traceback for a user error, and never an NHS
+number in any message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+from optout import __version__
+from optout.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OptoutError
+
+app = typer.Typer(
+    name="optout",
+    help="Apply the National Data Opt-out: decide, check over MESH, remove, collect, prove.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"optout {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """optout: National Data Opt-out toolkit for health and adult social care in England."""
+
+
+def _register_all() -> None:
+    from optout.cli import (
+        apply,
+        assess,
+        audit,
+        cache,
+        check,
+        collect,
+        flow,
+        nhs_number,
+        release,
+        sandbox,
+        service,
+    )
+
+    for module in (nhs_number, apply, check, cache, sandbox, service, assess, flow, release, audit, collect):
+        module.register(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``optout`` script."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="optout")
+    except OptoutError as exc:
+        typer.echo(f"optout: {exc.kind} error: {exc.render()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("optout: interrupted; nothing was left half-written", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so, without the data that triggered it
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            typer.echo("optout: interrupted; nothing was left half-written", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("OPTOUT_DEBUG") == "1":
+            traceback.print_exc()
+        typer.echo(
+            f"optout: internal error ({exc.__class__.__name__}). This is a bug; run again with "
+            "OPTOUT_DEBUG=1 for details and report it.",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)

@@ -1,0 +1,469 @@
+"""NHS numbers: normalise real-world spellings, validate (Modulus 11), classify the issuing range.
+
+Policy 001 §8.2: "the NHS number is used as the single identifier to register and to apply an
+individual's national data opt-out". Everything in this package keys on the normalised NHS number
+held as a 64-bit integer (10 digits fit; Scottish CHI numbers keep their leading zero when shown
+as text with ``format_number``).
+
+Three forms of the same rules, kept in step by tests (tests/unit/test_nhs_number.py and the
+hypothesis properties in tests/generative/):
+
+- scalar: ``parse(value, chi=False) -> Parsed`` for single values and error messages;
+- vectorised NumPy/Arrow: ``validate_int_array`` / ``parse_array`` for whole columns;
+- SQL (DuckDB): ``sql_normalised`` / ``sql_reason`` for the release engine.
+
+Nothing here logs or prints a number. ``NHSNumber.__repr__`` masks the value so that a number
+cannot leak into a traceback or log line by accident.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "NHSNumber",
+    "Parsed",
+    "Range",
+    "Reason",
+    "check_digit",
+    "classify_range",
+    "format_number",
+    "is_valid",
+    "parse",
+    "parse_array",
+    "range_codes",
+    "sql_normalised",
+    "sql_reason",
+    "synthetic",
+    "validate_int_array",
+]
+
+_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+_LOW = 1_000_000_000  # smallest 10-digit integer
+_HIGH = 10_000_000_000
+_CHI_LOW = 100_000_000  # a 9-digit integer: a CHI number that lost its leading zero
+_EXCEL = re.compile(r"^[+]?[0-9]+(\.[0-9]+)?([eE][+]?[0-9]+)?$")
+
+
+class Reason(enum.IntEnum):
+    """Why a value is not a usable NHS number. Codes are stable (stored in reports)."""
+
+    VALID = 0
+    MISSING = 1
+    NOT_DIGITS = 2
+    WRONG_LENGTH = 3
+    BAD_CHECK_DIGIT = 4
+    NOT_INTEGER = 5
+
+    @property
+    def label(self) -> str:
+        return _REASON_LABELS[self]
+
+
+_REASON_LABELS = {
+    Reason.VALID: "valid",
+    Reason.MISSING: "missing",
+    Reason.NOT_DIGITS: "not digits",
+    Reason.WRONG_LENGTH: "wrong length",
+    Reason.BAD_CHECK_DIGIT: "bad check digit",
+    Reason.NOT_INTEGER: "not a whole number",
+}
+
+
+class Range(enum.IntEnum):
+    """Which registry issued a (valid) number, from its first digits (ARCHITECTURE.md facts)."""
+
+    ENGLAND_WALES_IOM = 1  # 400 000 0000-499 999 9999 and 600 000 0000-799 999 9999
+    SCOTLAND_CHI = 2  # 010 100 0000-311 299 9999
+    NORTHERN_IRELAND = 3  # 320 000 0000-399 999 9999
+    TEST = 4  # 9xx: never issued to patients, used for test data
+    UNALLOCATED = 5  # anything else (000..., 312-319, 5xx, 8xx)
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+def check_digit(first_nine: int) -> int | None:
+    """The Modulus 11 check digit for the first nine digits, or None when it would be 10."""
+    total = 0
+    q = first_nine
+    for w in range(2, 11):
+        q, d = divmod(q, 10)
+        total += d * w
+    c = 11 - total % 11
+    if c == 11:
+        return 0
+    if c == 10:
+        return None
+    return c
+
+
+def _valid_int(n: int) -> bool:
+    if n < 0 or n >= _HIGH:
+        return False
+    q, last = divmod(n, 10)
+    return check_digit(q) == last
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    value: int | None  # the normalised number when valid, else None
+    reason: Reason
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is Reason.VALID
+
+
+def _parse_digits(text: str, chi: bool) -> Parsed:
+    if not text.isascii() or not text.isdigit():
+        return Parsed(None, Reason.NOT_DIGITS)
+    if chi and len(text) == 9:
+        text = "0" + text
+    if len(text) != 10:
+        return Parsed(None, Reason.WRONG_LENGTH)
+    n = int(text)
+    if not _valid_int(n):
+        return Parsed(None, Reason.BAD_CHECK_DIGIT)
+    return Parsed(n, Reason.VALID)
+
+
+def _parse_int(n: int, chi: bool) -> Parsed:
+    if n < 0:
+        return Parsed(None, Reason.NOT_DIGITS)
+    if chi and _CHI_LOW <= n < _LOW:
+        return Parsed(n if _valid_int(n) else None, Reason.VALID if _valid_int(n) else Reason.BAD_CHECK_DIGIT)
+    if not _LOW <= n < _HIGH:
+        return Parsed(None, Reason.WRONG_LENGTH)
+    if not _valid_int(n):
+        return Parsed(None, Reason.BAD_CHECK_DIGIT)
+    return Parsed(n, Reason.VALID)
+
+
+def parse(value: Any, *, chi: bool = False) -> Parsed:
+    """Normalise and validate one value as found in a real extract.
+
+    Accepted spellings: ``9434765919``, ``943 476 5919``, ``943-476-5919``, surrounding spaces,
+    integers, floats that are exactly whole (a numeric spreadsheet column), Excel's scientific
+    notation ``9.434765919E+09`` when it is exactly a whole number. With ``chi=True`` (the column
+    is declared to hold Scottish CHI numbers) a 9-digit value gets its leading zero back.
+    """
+    if value is None:
+        return Parsed(None, Reason.MISSING)
+    if isinstance(value, bool):
+        return Parsed(None, Reason.NOT_DIGITS)
+    if isinstance(value, (int, np.integer)):
+        return _parse_int(int(value), chi)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        if math.isnan(f):
+            return Parsed(None, Reason.MISSING)
+        if math.isinf(f) or not f.is_integer():
+            return Parsed(None, Reason.NOT_INTEGER)
+        return _parse_int(int(f), chi)
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return Parsed(None, Reason.NOT_DIGITS)
+    text = str(value).strip()
+    if not text:
+        return Parsed(None, Reason.MISSING)
+    compact = text.replace(" ", "").replace("-", "")
+    if compact.isascii() and compact.isdigit():
+        return _parse_digits(compact, chi)
+    if _EXCEL.match(compact):
+        try:
+            d = Decimal(compact)
+        except InvalidOperation:  # pragma: no cover - regex guards this
+            return Parsed(None, Reason.NOT_DIGITS)
+        if d != d.to_integral_value():
+            return Parsed(None, Reason.NOT_INTEGER)
+        return _parse_int(int(d), chi)
+    return Parsed(None, Reason.NOT_DIGITS)
+
+
+def is_valid(value: Any, *, chi: bool = False) -> bool:
+    return parse(value, chi=chi).ok
+
+
+def format_number(n: int, *, spaced: bool = False) -> str:
+    """The 10-digit text form (CHI numbers keep their leading zero)."""
+    s = f"{n:010d}"
+    return f"{s[:3]} {s[3:6]} {s[6:]}" if spaced else s
+
+
+def classify_range(n: int) -> Range:
+    prefix = n // 10_000_000  # first three digits
+    if 101_000_000 <= n <= 3_112_999_999:
+        return Range.SCOTLAND_CHI
+    if 320 <= prefix <= 399:
+        return Range.NORTHERN_IRELAND
+    if 400 <= prefix <= 499 or 600 <= prefix <= 799:
+        return Range.ENGLAND_WALES_IOM
+    if prefix >= 900:
+        return Range.TEST
+    return Range.UNALLOCATED
+
+
+class NHSNumber:
+    """A validated NHS number. Its repr is masked so it never leaks into logs or tracebacks."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self, value: Any, *, chi: bool = False) -> None:
+        p = parse(value, chi=chi)
+        if p.value is None:
+            raise ValueError(f"not a valid NHS number ({p.reason.label})")
+        self._n = p.value
+
+    @property
+    def value(self) -> int:
+        return self._n
+
+    @property
+    def range(self) -> Range:
+        return classify_range(self._n)
+
+    def __str__(self) -> str:
+        return format_number(self._n)
+
+    def __repr__(self) -> str:
+        return "NHSNumber(***masked***)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NHSNumber) and other._n == self._n
+
+    def __hash__(self) -> int:
+        return hash(self._n)
+
+
+# --------------------------------------------------------------------------- vectorised (NumPy)
+
+_CHUNK = 1 << 16  # keep the working set in cache
+
+
+def _checksum_ok(x: np.ndarray) -> np.ndarray:
+    q = x // 10
+    cd = x - q * 10
+    s = np.zeros(x.shape, dtype=np.int64)
+    for w in range(2, 11):
+        nq = q // 10
+        s += (q - nq * 10) * w
+        q = nq
+    c = 11 - s % 11
+    c[c == 11] = 0
+    return c == cd
+
+
+def _reason_chunk(x: np.ndarray, chi: bool, lens: np.ndarray | None = None) -> np.ndarray:
+    out = np.zeros(x.shape, dtype=np.uint8)
+    if lens is not None:  # text: the length is the number of digits written
+        in_len = (lens == 10) | ((lens == 9) if chi else False)
+        neg = np.zeros(x.shape, dtype=bool)
+    else:
+        neg = x < 0
+        in_len = (x >= _LOW) & (x < _HIGH)
+        if chi:
+            in_len |= (x >= _CHI_LOW) & (x < _LOW)
+    out[~_checksum_ok(x)] = Reason.BAD_CHECK_DIGIT
+    out[~in_len] = Reason.WRONG_LENGTH
+    out[neg] = Reason.NOT_DIGITS
+    return out
+
+
+def validate_int_array(values: np.ndarray, *, chi: bool = False) -> np.ndarray:
+    """Reason codes (uint8, 0 = valid) for an integer array. ~tens of millions of values/s/core."""
+    x = np.asarray(values, dtype=np.int64)
+    out = np.empty(x.shape, dtype=np.uint8)
+    for start in range(0, x.shape[0], _CHUNK):
+        out[start : start + _CHUNK] = _reason_chunk(x[start : start + _CHUNK], chi)
+    return out
+
+
+def parse_array(
+    array: pa.Array | pa.ChunkedArray | np.ndarray | Iterable[Any], *, chi: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise and validate a whole column.
+
+    Returns ``(values, reasons)``: int64 normalised numbers (0 where invalid) and uint8 reason
+    codes (``Reason``). Integer columns are validated fully vectorised; string columns are
+    cleaned with Arrow compute and only the rare odd spellings (Excel notation) go through the
+    scalar parser, so both paths give exactly the answers of ``parse``.
+    """
+    if isinstance(array, np.ndarray) and array.dtype.kind in "iu":
+        vals = array.astype(np.int64, copy=False)
+        reasons = validate_int_array(vals, chi=chi)
+        return np.where(reasons == 0, vals, 0), reasons
+    if not isinstance(array, (pa.Array, pa.ChunkedArray)):
+        array = pa.array(list(array) if not isinstance(array, np.ndarray) else array)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    t = array.type
+    n = len(array)
+    if pa.types.is_integer(t):
+        nulls = array.is_null().to_numpy(zero_copy_only=False)
+        vals = array.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        reasons = validate_int_array(vals, chi=chi)
+        reasons[nulls] = Reason.MISSING
+        return np.where(reasons == 0, vals, 0), reasons
+    if pa.types.is_floating(t):
+        f = array.to_numpy(zero_copy_only=False).astype(np.float64)
+        nan = np.isnan(f)
+        whole = np.isfinite(f) & (np.floor(f) == f)
+        safe = np.where(whole, f, 0).astype(np.int64)
+        reasons = validate_int_array(safe, chi=chi)
+        reasons[~whole] = Reason.NOT_INTEGER
+        reasons[nan] = Reason.MISSING
+        return np.where(reasons == 0, safe, 0), reasons
+    if pa.types.is_dictionary(t):
+        array = array.cast(t.value_type)
+        t = array.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        array = array.cast(pa.string())
+    trimmed = pc.utf8_trim_whitespace(array)
+    compact = pc.replace_substring_regex(trimmed, r"[ \-]", "")
+    plain = (
+        pc.match_substring_regex(compact, r"^[0-9]{9,10}$").fill_null(False).to_numpy(zero_copy_only=False)
+    )
+    empty = pc.equal(pc.utf8_length(compact), 0).fill_null(True).to_numpy(zero_copy_only=False)
+    vals = np.zeros(n, dtype=np.int64)
+    reasons = np.full(n, Reason.NOT_DIGITS, dtype=np.uint8)
+    if plain.any():
+        digits = pc.filter(compact, pa.array(plain))
+        lens = pc.utf8_length(digits).to_numpy(zero_copy_only=False)
+        ints = digits.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        r = _reason_chunk(ints, chi, lens)
+        vals[plain] = np.where(r == 0, ints, 0)
+        reasons[plain] = r
+    reasons[empty] = Reason.MISSING
+    odd = ~plain & ~empty
+    if odd.any():
+        idx = np.flatnonzero(odd)
+        originals = array.take(pa.array(idx)).to_pylist()
+        for i, v in zip(idx, originals, strict=True):
+            p = parse(v, chi=chi)
+            reasons[i] = p.reason
+            vals[i] = p.value or 0
+    return vals, reasons
+
+
+def range_codes(values: np.ndarray) -> np.ndarray:
+    """``Range`` codes (uint8) for an array of valid numbers."""
+    x = np.asarray(values, dtype=np.int64)
+    prefix = x // 10_000_000
+    out = np.full(x.shape, Range.UNALLOCATED, dtype=np.uint8)
+    out[(prefix >= 400) & (prefix <= 499) | (prefix >= 600) & (prefix <= 799)] = Range.ENGLAND_WALES_IOM
+    out[(prefix >= 320) & (prefix <= 399)] = Range.NORTHERN_IRELAND
+    out[(x >= 101_000_000) & (x <= 3_112_999_999)] = Range.SCOTLAND_CHI
+    out[prefix >= 900] = Range.TEST
+    return out
+
+
+# --------------------------------------------------------------------------- synthetic numbers
+
+
+def synthetic(n: int, *, seed: int = 0, low: int = 900_000_000, high: int = 999_999_999) -> np.ndarray:
+    """``n`` distinct valid NHS numbers (int64) whose first nine digits lie in [low, high].
+
+    Default: the 9xx range, never issued to patients, so synthetic data can never be mistaken
+    for (or collide with) a real person's number.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty(0, dtype=np.int64)
+    span = high - low + 1
+    if n > span * 0.9:
+        raise ValueError("range too small for that many distinct numbers")
+    while out.shape[0] < n:
+        need = int((n - out.shape[0]) * 1.15) + 16
+        nine = rng.integers(low, high + 1, size=need, dtype=np.int64)
+        s = np.zeros(need, dtype=np.int64)
+        q = nine.copy()
+        for w in range(2, 11):
+            nq = q // 10
+            s += (q - nq * 10) * w
+            q = nq
+        c = 11 - s % 11
+        c[c == 11] = 0
+        keep = c != 10
+        cand = nine[keep] * 10 + c[keep]
+        out = np.unique(np.concatenate([out, cand]))
+    if out.shape[0] > n:
+        out = rng.permutation(out)[:n]
+    else:
+        out = rng.permutation(out)
+    return out
+
+
+# --------------------------------------------------------------------------- SQL (DuckDB)
+
+
+def _sql_check(x: str) -> str:
+    """SQL boolean: BIGINT expression ``x`` passes Modulus 11."""
+    terms = " + ".join(f"(({x} // {10 ** (10 - i)}) % 10) * {w}" for i, w in enumerate(_WEIGHTS, start=1))
+    return f"(((11 - (({terms}) % 11)) % 11) = ({x} % 10))"
+
+
+def _sql_int(expr: str, sql_type: str, chi: bool) -> tuple[str, str]:
+    """(BIGINT candidate expression, SQL reason code expression before the checksum)."""
+    t = sql_type.upper()
+    low = _CHI_LOW if chi else _LOW
+    if any(k in t for k in ("INT", "HUGEINT")):
+        cand = f"CAST({expr} AS BIGINT)"
+        reason = (
+            f"CASE WHEN {expr} IS NULL THEN {int(Reason.MISSING)} "
+            f"WHEN {expr} < 0 THEN {int(Reason.NOT_DIGITS)} "
+            f"WHEN {expr} < {low} OR {expr} >= {_HIGH} THEN {int(Reason.WRONG_LENGTH)} ELSE 0 END"
+        )
+        return cand, reason
+    if any(k in t for k in ("DOUBLE", "FLOAT", "REAL", "DECIMAL")):
+        cand = f"TRY_CAST({expr} AS BIGINT)"
+        reason = (
+            f"CASE WHEN {expr} IS NULL OR isnan({expr}) THEN {int(Reason.MISSING)} "
+            f"WHEN NOT isfinite({expr}) OR {expr} <> floor({expr}) THEN {int(Reason.NOT_INTEGER)} "
+            f"WHEN {expr} < 0 THEN {int(Reason.NOT_DIGITS)} "
+            f"WHEN {expr} < {low} OR {expr} >= {_HIGH} THEN {int(Reason.WRONG_LENGTH)} ELSE 0 END"
+        )
+        return cand, reason
+    # text
+    c = f"regexp_replace(trim(CAST({expr} AS VARCHAR)), '[ \\-]', '', 'g')"
+    dbl = f"TRY_CAST({c} AS DOUBLE)"
+    digits_ok = f"regexp_full_match({c}, '[0-9]{{{9 if chi else 10},10}}')"
+    sci = f"regexp_full_match({c}, '[+]?[0-9]+(\\.[0-9]+)?([eE][+]?[0-9]+)?')"
+    cand = f"CASE WHEN {digits_ok} THEN TRY_CAST({c} AS BIGINT) WHEN {sci} THEN TRY_CAST({dbl} AS BIGINT) END"
+    reason = (
+        f"CASE WHEN {expr} IS NULL OR {c} = '' THEN {int(Reason.MISSING)} "
+        f"WHEN {digits_ok} THEN 0 "
+        f"WHEN regexp_full_match({c}, '[0-9]+') THEN {int(Reason.WRONG_LENGTH)} "
+        f"WHEN {sci} AND {dbl} <> floor({dbl}) THEN {int(Reason.NOT_INTEGER)} "
+        f"WHEN {sci} AND ({dbl} < {low} OR {dbl} >= {_HIGH}) THEN {int(Reason.WRONG_LENGTH)} "
+        f"WHEN {sci} THEN 0 "
+        f"ELSE {int(Reason.NOT_DIGITS)} END"
+    )
+    return cand, reason
+
+
+def sql_reason(expr: str, sql_type: str, *, chi: bool = False) -> str:
+    """DuckDB expression giving the ``Reason`` code (0 = valid) of column expression ``expr``."""
+    cand, pre = _sql_int(expr, sql_type, chi)
+    return (
+        f"(CASE WHEN ({pre}) <> 0 THEN ({pre}) "
+        f"WHEN {_sql_check(cand)} THEN 0 ELSE {int(Reason.BAD_CHECK_DIGIT)} END)"
+    )
+
+
+def sql_normalised(expr: str, sql_type: str, *, chi: bool = False) -> str:
+    """DuckDB expression giving the normalised BIGINT for valid values, NULL otherwise."""
+    cand, _ = _sql_int(expr, sql_type, chi)
+    return f"(CASE WHEN {sql_reason(expr, sql_type, chi=chi)} = 0 THEN {cand} END)"

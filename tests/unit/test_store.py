@@ -1,0 +1,40 @@
+"""The metadata store: migrations and table definitions describe the same schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from optout import audit
+from optout.store import Store, metadata
+
+
+def test_migrations_match_table_definitions(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == [], f"write a migration for: {diff}"
+
+
+def test_audit_chain_links_entries(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    a = audit.record(store, "test.one", actor="tester", details={"rows": 3})
+    b = audit.record(store, "test.two", actor="tester", subject="x")
+    assert a.prev_hash == audit.GENESIS
+    assert b.prev_hash == a.hash and b.seq == a.seq + 1
+    assert [e.hash for e in audit.entries(store)] == [a.hash, b.hash]
+
+
+def test_audit_refuses_an_nhs_number(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    import pytest
+
+    from optout.errors import OptoutError
+
+    with pytest.raises(OptoutError):
+        audit.record(store, "test", actor="t", details={"oops": "943 476 5919"})
+    with sa.create_engine(store.url).connect() as conn:
+        assert conn.execute(sa.text("select count(*) from audit_log")).scalar() == 0
