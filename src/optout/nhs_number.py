@@ -334,9 +334,8 @@ def parse_array(
         array = array.cast(pa.string())
     trimmed = pc.utf8_trim_whitespace(array)
     compact = pc.replace_substring_regex(trimmed, r"[ \-]", "")
-    plain = (
-        pc.match_substring_regex(compact, r"^[0-9]{9,10}$").fill_null(False).to_numpy(zero_copy_only=False)
-    )
+    plain_mask = pc.match_substring_regex(compact, r"^[0-9]{9,10}$").fill_null(False)
+    plain = plain_mask.to_numpy(zero_copy_only=False)
     empty = pc.equal(pc.utf8_length(compact), 0).fill_null(True).to_numpy(zero_copy_only=False)
     vals = np.zeros(n, dtype=np.int64)
     reasons = np.full(n, Reason.NOT_DIGITS, dtype=np.uint8)
@@ -399,11 +398,7 @@ def synthetic(n: int, *, seed: int = 0, low: int = 900_000_000, high: int = 999_
         keep = c != 10
         cand = nine[keep] * 10 + c[keep]
         out = np.unique(np.concatenate([out, cand]))
-    if out.shape[0] > n:
-        out = rng.permutation(out)[:n]
-    else:
-        out = rng.permutation(out)
-    return out
+    return rng.permutation(out)[:n]
 
 
 # --------------------------------------------------------------------------- SQL (DuckDB)
