@@ -439,7 +439,7 @@ def read_column(source: TableSource, column: str) -> pa.ChunkedArray:
         )
     con = connect()
     try:
-        tbl = con.execute(f"SELECT {quote_ident(column)} FROM {source.scan_sql()}").to_arrow_table()
+        tbl = con.sql(f"SELECT {quote_ident(column)} FROM {source.scan_sql()}").to_arrow_table()
     except duckdb.Error as exc:
         raise translate_duckdb_error(exc, source.path) from None
     finally:
@@ -458,7 +458,7 @@ def read_table(source: TableSource) -> pa.Table:
             raise translate_duckdb_error(exc, source.path) from None
     con = connect()
     try:
-        return con.execute(f"SELECT * FROM {source.scan_sql()}").to_arrow_table()
+        return con.sql(f"SELECT * FROM {source.scan_sql()}").to_arrow_table()
     except duckdb.Error as exc:
         raise translate_duckdb_error(exc, source.path) from None
     finally:
