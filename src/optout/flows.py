@@ -1,0 +1,607 @@
+"""The register of data flows: what the organisation shares, why, and how each flow complies.
+
+002 "PREPARING FOR COMPLIANCE" asks the organisation to list its activities and record, against
+each, how it complies ("consent, anonymisation, NDO applied"). Each flow in the register holds
+the flow file's facts, the decision of :func:`optout.policy.assess` on them (applies / does not
+apply / cannot decide), how it complies (``compliance``: opt-out-applied, consent, anonymised,
+exempt — with ``exemption`` naming which — ...) and a review date.
+
+Every change makes a new version (``flow_versions``: the facts, the decision, who and when) and
+an audit entry (``flow.added`` / ``flow.edited``). Nothing is updated in place without a trace:
+``flows`` holds the current version, ``flow_versions`` all of them.
+
+A release made for a flow records the flow's version; if the flow changes afterwards, the
+release no longer describes what was assessed and ``optout release disclose`` refuses it (see
+:mod:`optout.releases`).
+
+The flow file is the policy engine's format (see ``optout assess --help`` and the README). The
+register stores the whole document (its ``facts``), so an edit with ``--set key=value`` is the
+stored document with one key changed, checked again by the policy engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import json
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+
+from optout import audit
+from optout.errors import InputError, Location, NotFoundError, OptoutError, PolicyRefusal, UsageError
+from optout.store import Store, flow_versions, flows
+
+__all__ = [
+    "DEFAULT_REVIEW_DAYS",
+    "FlowRecord",
+    "FlowVersion",
+    "add_flow",
+    "assess_record",
+    "changed_keys",
+    "edit_flow",
+    "flow_for_release",
+    "get_flow",
+    "history",
+    "list_flows",
+    "parse_assignments",
+]
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+DEFAULT_REVIEW_DAYS = 365  # when the flow file names no review date: one year after the change
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FlowVersion:
+    flow_id: str
+    version: int
+    facts: dict[str, Any]
+    decision: str | None
+    facts_sha256: str | None
+    changed_at: str
+    changed_by: str | None
+
+
+@dataclass(frozen=True)
+class FlowRecord:
+    id: str
+    name: str
+    owner: str | None
+    recipient: str | None
+    purpose: str | None
+    legal_basis: str | None
+    facts: dict[str, Any]
+    decision: str | None
+    compliance: str | None
+    exemption: str | None
+    review_date: str | None
+    version: int
+    facts_sha256: str | None
+    created_at: str
+    updated_at: str
+
+    def review_overdue(self, now: datetime | None = None) -> bool:
+        if not self.review_date:
+            return False
+        today = (now or datetime.now(UTC)).date()
+        try:
+            return date.fromisoformat(self.review_date) < today
+        except ValueError:
+            return True  # an unreadable review date is treated as overdue: someone must look
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["review_overdue"] = self.review_overdue(now)
+        return d
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise UsageError("now= must be timezone-aware", hint="pass datetime(..., tzinfo=UTC)")
+    return now.astimezone(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _sha256(doc: Mapping[str, Any]) -> str:
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    """YAML may give dates; the register stores JSON."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _actor(actor: str | None) -> str:
+    if actor:
+        return actor
+    from optout.config import load_settings
+
+    return load_settings().actor
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        for key in ("name", "organisation", "organization", "id"):
+            if value.get(key):
+                return str(value[key])
+        return json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _field(doc: Mapping[str, Any], flow: Any, *names: str) -> Any:
+    for n in names:
+        v = getattr(flow, n, None) if flow is not None else None
+        if v not in (None, "", [], {}):
+            return v
+        if n in doc and doc[n] not in (None, "", [], {}):
+            return doc[n]
+        facts = doc.get("facts")
+        if isinstance(facts, Mapping) and facts.get(n) not in (None, "", [], {}):
+            return facts[n]
+    return None
+
+
+def _slugify(text: str) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:64].rstrip("-")
+
+
+def _check_slug(flow_id: str, *, where: Location | None = None) -> str:
+    if not SLUG.match(flow_id):
+        raise UsageError(
+            f"flow id {flow_id!r} is not a valid id",
+            where=where,
+            hint="use 1-64 lower-case letters, digits and hyphens, starting with a letter or digit "
+            "(e.g. --id cancer-registry-2025)",
+        )
+    return flow_id
+
+
+# --- reading a flow file through the policy engine ---------------------------------------------
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(
+            f"flow file {path.name} does not exist",
+            where=Location(file=path),
+            hint="give the path of a flow YAML file (see `optout assess --help`)",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"cannot read flow file {path.name} ({exc.__class__.__name__})",
+            where=Location(file=path),
+            hint="save the flow file as UTF-8 text",
+        ) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(
+            f"flow file {path.name} is not valid YAML",
+            where=Location(file=path, line=(mark.line + 1) if mark is not None else None),
+            hint="fix the YAML syntax at that line (indentation, a missing ':' or an unclosed quote)",
+        ) from None
+    if not isinstance(doc, dict):
+        raise InputError(
+            f"flow file {path.name} must be a YAML mapping of facts (key: value lines)",
+            where=Location(file=path),
+            hint="start from an example flow in the README (section 'Flow files')",
+        )
+    return _jsonable(doc)
+
+
+def _load_and_assess(doc: Mapping[str, Any], *, path: Path | None) -> tuple[Any, Any]:
+    """Validate the document with the policy engine and assess it: (Flow, Decision)."""
+    from optout import policy
+
+    if path is not None:
+        flow = policy.load_flow(path)
+    else:
+        # an edited document: the policy engine reads files, so give it one (named after the flow)
+        name = _text(doc.get("id")) or "flow"
+        with tempfile.TemporaryDirectory(prefix="optout-flow-") as tmp:
+            p = Path(tmp) / f"{_slugify(name) or 'flow'}.yaml"
+            p.write_text(yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True), encoding="utf-8")
+            flow = policy.load_flow(p)
+    decision = policy.assess(flow)
+    return flow, decision
+
+
+def assess_record(record: FlowRecord) -> Any:
+    """The policy engine's decision on a registered flow's facts, as the policy stands today."""
+    _flow, decision = _load_and_assess(record.facts, path=None)
+    return decision
+
+
+def _decision_summary(decision: Any) -> dict[str, Any]:
+    d = decision.to_dict() if hasattr(decision, "to_dict") else dict(decision)
+    return _jsonable(d)
+
+
+# --- reading the register ----------------------------------------------------------------------
+
+
+def _record(row: Any) -> FlowRecord:
+    return FlowRecord(
+        id=row.id,
+        name=row.name,
+        owner=row.owner,
+        recipient=row.recipient,
+        purpose=row.purpose,
+        legal_basis=row.legal_basis,
+        facts=dict(row.facts or {}),
+        decision=row.decision,
+        compliance=row.compliance,
+        exemption=row.exemption,
+        review_date=row.review_date,
+        version=row.version,
+        facts_sha256=row.facts_sha256,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def list_flows(store: Store) -> list[FlowRecord]:
+    with store.begin() as conn:
+        rows = conn.execute(sa.select(flows).order_by(flows.c.id)).all()
+    return [_record(r) for r in rows]
+
+
+def get_flow(store: Store, flow_id: str) -> FlowRecord:
+    with store.begin() as conn:
+        row = conn.execute(sa.select(flows).where(flows.c.id == flow_id)).first()
+        if row is None:
+            known = [r[0] for r in conn.execute(sa.select(flows.c.id)).all()]
+    if row is None:
+        close = difflib.get_close_matches(flow_id, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise NotFoundError(
+            f"no flow with id {flow_id!r} in the register",
+            hint=hint + "list the registered flows with `optout flow list`; register one with "
+            "`optout flow add FLOW.yaml`",
+        )
+    return _record(row)
+
+
+def history(store: Store, flow_id: str) -> list[FlowVersion]:
+    get_flow(store, flow_id)
+    with store.begin() as conn:
+        rows = conn.execute(
+            sa.select(flow_versions)
+            .where(flow_versions.c.flow_id == flow_id)
+            .order_by(flow_versions.c.version)
+        ).all()
+    return [
+        FlowVersion(
+            r.flow_id, r.version, dict(r.facts or {}), r.decision, r.facts_sha256, r.changed_at, r.changed_by
+        )
+        for r in rows
+    ]
+
+
+def get_version(store: Store, flow_id: str, version: int) -> FlowVersion | None:
+    for v in history(store, flow_id):
+        if v.version == version:
+            return v
+    return None
+
+
+def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose value differs between two flow documents (values never shown)."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += changed_keys(a, b, name + ".")
+        elif a != b:
+            out.append(name)
+    return out
+
+
+# --- writing the register ----------------------------------------------------------------------
+
+
+def _columns(doc: Mapping[str, Any], flow: Any, decision: Any, now: datetime) -> dict[str, Any]:
+    name = _text(_field(doc, flow, "name", "title"))
+    review = _field(doc, flow, "review_date", "review", "review_by")
+    review_text = (
+        str(review)[:10]
+        if review is not None
+        else (now.date() + timedelta(days=DEFAULT_REVIEW_DAYS)).isoformat()
+    )
+    try:
+        date.fromisoformat(review_text)
+    except ValueError:
+        raise InputError(
+            "the flow's review date is not a date",
+            where=Location(column="review_date", value_class="not YYYY-MM-DD"),
+            hint="write review_date: YYYY-MM-DD (e.g. review_date: 2026-04-01)",
+        ) from None
+    return {
+        "name": name,
+        "owner": _text(_field(doc, flow, "owner", "controller", "organisation")),
+        "recipient": _text(_field(doc, flow, "recipient", "recipient_name")),
+        "purpose": (_text(_field(doc, flow, "purpose", "purposes")) or "")[:64] or None,
+        "legal_basis": (_text(_field(doc, flow, "legal_basis")) or "")[:64] or None,
+        "decision": getattr(decision, "outcome", None),
+        "compliance": getattr(decision, "compliance", None),
+        "exemption": getattr(decision, "exemption", None),
+        "review_date": review_text,
+    }
+
+
+def _audit_details(
+    version: int, cols: Mapping[str, Any], decision: Any, sha: str, **extra: Any
+) -> dict[str, Any]:
+    reasons = getattr(decision, "reasons", None) or []
+    return {
+        "version": version,
+        "decision": cols["decision"],
+        "compliance": cols["compliance"],
+        "exemption": cols["exemption"],
+        "missing": list(getattr(decision, "missing", None) or []),
+        "clauses": sorted({str(getattr(r, "clause", "")) for r in reasons if getattr(r, "clause", None)}),
+        "recipient": cols["recipient"],
+        "review_date": cols["review_date"],
+        "facts_sha256": sha,
+        **extra,
+    }
+
+
+def add_flow(
+    store: Store,
+    source: str | Path | Mapping[str, Any],
+    *,
+    flow_id: str | None = None,
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> tuple[FlowRecord, Any]:
+    """Register a new flow from a flow file (or mapping): returns (record, decision)."""
+    t = _now(now)
+    path = Path(source) if isinstance(source, (str, Path)) else None
+    doc = _read_yaml(path) if path is not None else _jsonable(dict(source))  # type: ignore[arg-type]
+    if flow_id is None:
+        flow_id = _text(doc.get("id")) or _slugify(_text(_field(doc, None, "name", "title")) or "")
+        if not flow_id:
+            raise UsageError(
+                "the flow has no id",
+                where=Location(file=path) if path else None,
+                hint="give --id ID, or an `id:` or `name:` in the flow file",
+            )
+    _check_slug(flow_id, where=Location(file=path) if path else None)
+    if doc.get("id") not in (None, flow_id):
+        raise UsageError(
+            f"--id {flow_id!r} disagrees with the flow file's id {doc.get('id')!r}",
+            hint="drop --id, or change the `id:` line in the flow file to match",
+        )
+    flow, decision = _load_and_assess(doc, path=path)
+    cols = _columns(doc, flow, decision, t)
+    if not cols["name"]:
+        cols["name"] = flow_id
+    sha = _sha256(doc)
+    who = _actor(actor)
+    stamp = _iso(t)
+    try:
+        with store.begin() as conn:
+            conn.execute(
+                flows.insert().values(
+                    id=flow_id,
+                    facts=doc,
+                    version=1,
+                    facts_sha256=sha,
+                    created_at=stamp,
+                    updated_at=stamp,
+                    **cols,
+                )
+            )
+            conn.execute(
+                flow_versions.insert().values(
+                    flow_id=flow_id,
+                    version=1,
+                    facts=doc,
+                    decision=cols["decision"],
+                    facts_sha256=sha,
+                    changed_at=stamp,
+                    changed_by=who,
+                )
+            )
+    except sa.exc.IntegrityError:
+        raise UsageError(
+            f"a flow with id {flow_id!r} is already registered",
+            hint=f"change it with `optout flow edit {flow_id} FLOW.yaml`, or choose another --id",
+        ) from None
+    audit.record(
+        store,
+        "flow.added",
+        actor=who,
+        subject=flow_id,
+        at=stamp,
+        details=_audit_details(1, cols, decision, sha),
+    )
+    return get_flow(store, flow_id), decision
+
+
+def parse_assignments(assignments: Sequence[str]) -> list[tuple[list[str], Any]]:
+    """``key=value`` (dotted keys for nested facts; values read as YAML scalars or lists)."""
+    out = []
+    for a in assignments:
+        key, sep, raw = a.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UsageError(
+                f"--set {a!r} is not key=value",
+                hint="write --set purpose=research, --set recipient.role=processor or "
+                "--set review_date=2026-04-01",
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.split("."), _jsonable(value)))
+    return out
+
+
+def _apply_assignments(doc: dict[str, Any], assignments: Sequence[tuple[list[str], Any]]) -> dict[str, Any]:
+    new = json.loads(json.dumps(doc))
+    for parts, value in assignments:
+        target = new
+        for p in parts[:-1]:
+            nxt = target.get(p)
+            if not isinstance(nxt, dict):
+                nxt = {}
+                target[p] = nxt
+            target = nxt
+        if value is None:
+            target.pop(parts[-1], None)
+        else:
+            target[parts[-1]] = value
+    return new
+
+
+def edit_flow(
+    store: Store,
+    flow_id: str,
+    source: str | Path | Mapping[str, Any] | None = None,
+    *,
+    set_values: Sequence[str] = (),
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> tuple[FlowRecord, Any, list[str]]:
+    """Change a registered flow: a new flow file and/or ``key=value`` changes.
+
+    Returns (record, decision, changed keys). No change: the record is returned as it was and
+    no version or audit entry is made.
+    """
+    if source is None and not set_values:
+        raise UsageError(
+            "nothing to change",
+            hint=f"give a flow file (`optout flow edit {flow_id} FLOW.yaml`) or --set key=value",
+        )
+    t = _now(now)
+    current = get_flow(store, flow_id)
+    path = Path(source) if isinstance(source, (str, Path)) else None
+    if path is not None:
+        doc = _read_yaml(path)
+    elif source is not None:
+        doc = _jsonable(dict(source))  # type: ignore[arg-type]
+    else:
+        doc = dict(current.facts)
+    if doc.get("id") not in (None, flow_id):
+        raise UsageError(
+            f"the flow file's id {doc.get('id')!r} is not {flow_id!r}",
+            hint="edit the flow named in the file, or fix the `id:` line",
+        )
+    assignments = parse_assignments(set_values)
+    if any(parts == ["id"] for parts, _v in assignments):
+        raise UsageError(
+            "a flow's id cannot be changed",
+            hint="register the flow again under the new id with `optout flow add`",
+        )
+    if assignments:
+        doc = _apply_assignments(doc, assignments)
+        path = None  # the file no longer says what is registered: validate the edited document
+    keys = changed_keys(current.facts, doc)
+    sha = _sha256(doc)
+    if sha == current.facts_sha256:
+        return current, assess_record(current), []
+    flow, decision = _load_and_assess(doc, path=path)
+    cols = _columns(doc, flow, decision, t)
+    if not cols["name"]:
+        cols["name"] = flow_id
+    who = _actor(actor)
+    stamp = _iso(t)
+    version = current.version + 1
+    with store.begin() as conn:
+        res = conn.execute(
+            flows.update()
+            .where(flows.c.id == flow_id, flows.c.version == current.version)
+            .values(facts=doc, version=version, facts_sha256=sha, updated_at=stamp, **cols)
+        )
+        if res.rowcount != 1:
+            raise OptoutError(
+                f"flow {flow_id!r} was changed by someone else at the same time",
+                hint=f"look at `optout flow show {flow_id}` and make your change again",
+            )
+        conn.execute(
+            flow_versions.insert().values(
+                flow_id=flow_id,
+                version=version,
+                facts=doc,
+                decision=cols["decision"],
+                facts_sha256=sha,
+                changed_at=stamp,
+                changed_by=who,
+            )
+        )
+    audit.record(
+        store,
+        "flow.edited",
+        actor=who,
+        subject=flow_id,
+        at=stamp,
+        details=_audit_details(version, cols, decision, sha, changed=keys, previous_version=current.version),
+    )
+    return get_flow(store, flow_id), decision, keys
+
+
+# --- releases tied to a flow -------------------------------------------------------------------
+
+
+def flow_for_release(store: Store, flow_id: str) -> FlowRecord:
+    """The flow a new opt-out release (``optout apply --flow ID``) is made for, or a refusal.
+
+    - ``applies``: the release goes ahead; it needs a cleaned list or cache (apply always does).
+    - ``does-not-apply``: refused — the opt-out does not apply, so no opt-out release is needed;
+      disclose the data under the flow's own basis (consent, anonymised, exempt, direct care).
+      Applying opt-outs anyway is possible without ``--flow``.
+    - ``cannot-decide``: refused until the missing facts are added to the flow.
+    """
+    rec = get_flow(store, flow_id)
+    if rec.decision == "applies":
+        return rec
+    if rec.decision == "does-not-apply":
+        how = rec.compliance or "not in scope"
+        if rec.exemption:
+            how += f" ({rec.exemption})"
+        raise PolicyRefusal(
+            f"flow {flow_id!r}: the national data opt-out does not apply ({how}), so it needs no "
+            "opt-out release",
+            hint=f"see why with `optout flow show {flow_id}`; if the facts are wrong, correct them with "
+            f"`optout flow edit {flow_id}`; to remove opt-outs anyway, run `optout apply` without --flow",
+        )
+    missing: list[str] = []
+    with contextlib.suppress(OptoutError):
+        missing = list(getattr(assess_record(rec), "missing", None) or [])
+    raise PolicyRefusal(
+        f"flow {flow_id!r}: cannot yet decide whether the opt-out applies"
+        + (f" (missing: {', '.join(missing)})" if missing else ""),
+        hint=f"add the missing facts with `optout flow edit {flow_id} --set KEY=VALUE`, then apply again",
+    )
