@@ -1,0 +1,5 @@
+"""``python -m optout`` runs the command line."""
+
+from optout.cli import main
+
+main()
