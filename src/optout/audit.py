@@ -225,7 +225,8 @@ def check_chain(items: Sequence[Entry], *, expect_head: str | None = None) -> Ve
     was deleted, or "out of order"); its hash must match its fields (else "hash mismatch": a field
     was changed, or "out of order" when the fields hash correctly under another seq: the entry was
     moved or renumbered); its ``prev_hash`` must be the previous entry's hash (else "broken link":
-    an entry was inserted, deleted or replaced just before it).
+    an entry was inserted, deleted or replaced just before it). Times are not required to rise
+    (``record(at=...)`` may note an event after the fact, and clocks step back); order is the seq.
 
     A pure chain cannot show that entries were cut off the *end* (the shortened log is still a
     valid chain). ``expect_head`` closes that gap: pass a head hash exported earlier (evidence
@@ -262,8 +263,6 @@ def check_chain(items: Sequence[Entry], *, expect_head: str | None = None) -> Ve
             else:
                 why = f"it does not follow seq {prev.seq} (an entry was inserted, deleted or replaced)"
             problems.append(Problem(e.seq, "broken link", why))
-        if prev is not None and e.at < prev.at and not any(p.seq == e.seq for p in problems):
-            problems.append(Problem(e.seq, "out of order", f"its time is earlier than seq {prev.seq}'s"))
         prev = e
     anchored = False
     if expect_head is not None:
