@@ -20,7 +20,8 @@ Two tests, both across *different* files (a file is never compared with itself):
    ``min_uniqueness`` distinct values per non-empty row (an identifier repeated on every episode
    of a person still qualifies; a date-of-admission column in a large table does not). A pair is
    reported when the overlap is at least ``min_overlap`` distinct values. Values are compared
-   after trimming, lower-casing and removing spaces and hyphens, as text.
+   as text after trimming, lower-casing and removing spaces and hyphens; values shorter than
+   ``min_length`` characters (ages, scores, short codes: they coincide by chance) are ignored.
 
 The report carries file names, column names and counts only, never a value from the files.
 """
@@ -222,8 +223,9 @@ def _open(con: Any, path: Path, view: str) -> list[str]:
         ) from None
 
 
-def _norm_sql(col: str) -> str:
-    return f"lower(regexp_replace(trim(CAST({_quote(col)} AS VARCHAR)), '[\\s\\-]+', '', 'g'))"
+def _norm_sql(col: str, min_length: int) -> str:
+    v = f"lower(regexp_replace(trim(CAST({_quote(col)} AS VARCHAR)), '[\\s\\-]+', '', 'g'))"
+    return f"(CASE WHEN length({v}) >= {int(min_length)} THEN {v} END)"
 
 
 def linkcheck(
@@ -232,13 +234,15 @@ def linkcheck(
     min_distinct: int = 20,
     min_uniqueness: float = 0.05,
     min_overlap: int = 5,
+    min_length: int = 4,
     memory_limit: str | None = None,
 ) -> LinkReport:
     """Check files (or folders of CSV/Parquet files) for common identifiers across files."""
-    if min_distinct < 1 or min_overlap < 1 or not (0.0 <= min_uniqueness <= 1.0):
+    if min_distinct < 1 or min_overlap < 1 or min_length < 1 or not (0.0 <= min_uniqueness <= 1.0):
         raise UsageError(
             "linkage check thresholds out of range",
-            hint="use --min-distinct >= 1, --min-overlap >= 1 and 0 <= --min-uniqueness <= 1",
+            hint="use --min-distinct >= 1, --min-overlap >= 1, --min-length >= 1 and "
+            "0 <= --min-uniqueness <= 1",
         )
     paths = _expand(inputs)
     if not paths:
@@ -247,7 +251,12 @@ def linkcheck(
             hint="give the release folder, or the data files in it",
         )
     labels = _label(paths)
-    settings = {"min_distinct": min_distinct, "min_uniqueness": min_uniqueness, "min_overlap": min_overlap}
+    settings = {
+        "min_distinct": min_distinct,
+        "min_uniqueness": min_uniqueness,
+        "min_overlap": min_overlap,
+        "min_length": min_length,
+    }
 
     import duckdb
 
@@ -259,10 +268,10 @@ def linkcheck(
             file_columns: list[list[str]] = []
             for i, p in enumerate(paths):
                 file_columns.append(_open(con, p, f"f{i}"))
-            stats, high = _column_stats(con, labels, file_columns, min_distinct, min_uniqueness)
+            stats, high = _column_stats(con, labels, file_columns, min_distinct, min_uniqueness, min_length)
             findings = _name_findings(labels, file_columns)
             if len(paths) > 1 and high:
-                findings += _overlap_findings(con, labels, file_columns, high, min_overlap, stats)
+                findings += _overlap_findings(con, labels, file_columns, high, min_overlap, min_length, stats)
         finally:
             con.close()
     return LinkReport(files=labels, columns=stats, findings=findings, settings=settings)
@@ -274,6 +283,7 @@ def _column_stats(
     file_columns: list[list[str]],
     min_distinct: int,
     min_uniqueness: float,
+    min_length: int,
 ) -> tuple[list[ColumnStats], list[tuple[int, int]]]:
     stats: list[ColumnStats] = []
     high: list[tuple[int, int]] = []
@@ -282,7 +292,7 @@ def _column_stats(
             continue
         parts = []
         for c in cols:
-            v = _norm_sql(c)
+            v = _norm_sql(c, min_length)
             parts.append(f"count(NULLIF({v}, '')), count(DISTINCT NULLIF({v}, ''))")
         row = con.execute(f"SELECT {', '.join(parts)} FROM f{i}").fetchone()
         assert row is not None
@@ -341,13 +351,15 @@ def _overlap_findings(
     file_columns: list[list[str]],
     high: list[tuple[int, int]],
     min_overlap: int,
+    min_length: int,
     stats: list[ColumnStats],
 ) -> list[Finding]:
     files_with_high = {i for i, _j in high}
     if len(files_with_high) < 2:
         return []
     selects = [
-        f"SELECT DISTINCT {i} AS f, {j} AS c, {_norm_sql(file_columns[i][j])} AS v FROM f{i}" for i, j in high
+        f"SELECT DISTINCT {i} AS f, {j} AS c, {_norm_sql(file_columns[i][j], min_length)} AS v FROM f{i}"
+        for i, j in high
     ]
     con.execute(
         "CREATE TEMP TABLE vals AS SELECT * FROM ("
