@@ -37,8 +37,7 @@ def verify_cmd(
     v = audit.verify(open_store(), expect_head=expect_head)
     if as_json:
         typer.echo(json.dumps(v.to_dict(), indent=2))
-        if not v.ok:
-            raise typer.Exit(8)
+        v.raise_if_broken()
         return
     if v.ok:
         typer.echo(v.describe())
