@@ -15,8 +15,9 @@ release no longer describes what was assessed and ``optout release disclose`` re
 :mod:`optout.releases`).
 
 The flow file is the policy engine's format (see ``optout assess --help`` and the README). The
-register stores the whole document (its ``facts``), so an edit with ``--set key=value`` is the
-stored document with one key changed, checked again by the policy engine.
+register stores the facts as the policy engine read them (``Flow.to_dict()``: aliases resolved,
+schema order), so an edit with ``--set key=value`` (dotted keys: ``recipient.role=processor``)
+is the stored facts with one key changed, validated and assessed again by the policy engine.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import difflib
 import hashlib
 import json
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,7 +37,7 @@ import sqlalchemy as sa
 import yaml
 
 from optout import audit
-from optout.errors import InputError, Location, NotFoundError, OptoutError, PolicyRefusal, UsageError
+from optout.errors import Location, NotFoundError, OptoutError, PolicyRefusal, UsageError
 from optout.store import Store, flow_versions, flows
 
 __all__ = [
@@ -152,19 +152,6 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _field(doc: Mapping[str, Any], flow: Any, *names: str) -> Any:
-    for n in names:
-        v = getattr(flow, n, None) if flow is not None else None
-        if v not in (None, "", [], {}):
-            return v
-        if n in doc and doc[n] not in (None, "", [], {}):
-            return doc[n]
-        facts = doc.get("facts")
-        if isinstance(facts, Mapping) and facts.get(n) not in (None, "", [], {}):
-            return facts[n]
-    return None
-
-
 def _slugify(text: str) -> str:
     s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return s[:64].rstrip("-")
@@ -184,65 +171,37 @@ def _check_slug(flow_id: str, *, where: Location | None = None) -> str:
 # --- reading a flow file through the policy engine ---------------------------------------------
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(
-            f"flow file {path.name} does not exist",
-            where=Location(file=path),
-            hint="give the path of a flow YAML file (see `optout assess --help`)",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(
-            f"cannot read flow file {path.name} ({exc.__class__.__name__})",
-            where=Location(file=path),
-            hint="save the flow file as UTF-8 text",
-        ) from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(
-            f"flow file {path.name} is not valid YAML",
-            where=Location(file=path, line=(mark.line + 1) if mark is not None else None),
-            hint="fix the YAML syntax at that line (indentation, a missing ':' or an unclosed quote)",
-        ) from None
-    if not isinstance(doc, dict):
-        raise InputError(
-            f"flow file {path.name} must be a YAML mapping of facts (key: value lines)",
-            where=Location(file=path),
-            hint="start from an example flow in the README (section 'Flow files')",
-        )
-    return _jsonable(doc)
-
-
-def _load_and_assess(doc: Mapping[str, Any], *, path: Path | None) -> tuple[Any, Any]:
-    """Validate the document with the policy engine and assess it: (Flow, Decision)."""
+def _policy() -> Any:
     from optout import policy
 
-    if path is not None:
-        flow = policy.load_flow(path)
-    else:
-        # an edited document: the policy engine reads files, so give it one (named after the flow)
-        name = _text(doc.get("id")) or "flow"
-        with tempfile.TemporaryDirectory(prefix="optout-flow-") as tmp:
-            p = Path(tmp) / f"{_slugify(name) or 'flow'}.yaml"
-            p.write_text(yaml.safe_dump(dict(doc), sort_keys=False, allow_unicode=True), encoding="utf-8")
-            flow = policy.load_flow(p)
-    decision = policy.assess(flow)
-    return flow, decision
+    return policy
+
+
+def _flow_from_mapping(doc: Mapping[str, Any], source: str) -> Any:
+    """Validate a nested mapping of facts with the policy engine (InputError when wrong)."""
+    policy = _policy()
+    flow_cls = getattr(policy, "Flow", None)
+    if flow_cls is None:  # pragma: no cover - the policy package re-exports Flow
+        from optout.policy.flow import Flow as flow_cls
+    return flow_cls.from_mapping(dict(doc), source=source)
+
+
+def _load(source: str | Path | Mapping[str, Any] | Any, label: str) -> Any:
+    """A validated Flow from a flow file, a mapping of facts, or a Flow."""
+    if isinstance(source, (str, Path)):
+        return _policy().load_flow(Path(source))
+    if isinstance(source, Mapping):
+        return _flow_from_mapping(source, label)
+    return source  # already a Flow
+
+
+def _facts(flow: Any) -> dict[str, Any]:
+    return _jsonable(flow.to_dict())
 
 
 def assess_record(record: FlowRecord) -> Any:
     """The policy engine's decision on a registered flow's facts, as the policy stands today."""
-    _flow, decision = _load_and_assess(record.facts, path=None)
-    return decision
-
-
-def _decision_summary(decision: Any) -> dict[str, Any]:
-    d = decision.to_dict() if hasattr(decision, "to_dict") else dict(decision)
-    return _jsonable(d)
+    return _policy().assess(_flow_from_mapping(record.facts, f"flow {record.id}"))
 
 
 # --- reading the register ----------------------------------------------------------------------
@@ -329,28 +288,18 @@ def changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
 # --- writing the register ----------------------------------------------------------------------
 
 
-def _columns(doc: Mapping[str, Any], flow: Any, decision: Any, now: datetime) -> dict[str, Any]:
-    name = _text(_field(doc, flow, "name", "title"))
-    review = _field(doc, flow, "review_date", "review", "review_by")
-    review_text = (
-        str(review)[:10]
-        if review is not None
-        else (now.date() + timedelta(days=DEFAULT_REVIEW_DAYS)).isoformat()
-    )
-    try:
-        date.fromisoformat(review_text)
-    except ValueError:
-        raise InputError(
-            "the flow's review date is not a date",
-            where=Location(column="review_date", value_class="not YYYY-MM-DD"),
-            hint="write review_date: YYYY-MM-DD (e.g. review_date: 2026-04-01)",
-        ) from None
+def _columns(flow: Any, decision: Any, now: datetime) -> dict[str, Any]:
+    review = flow.get("review_date")
+    if review is None:
+        review_text = (now.date() + timedelta(days=DEFAULT_REVIEW_DAYS)).isoformat()
+    else:
+        review_text = review.isoformat() if isinstance(review, date) else str(review)[:10]
     return {
-        "name": name,
-        "owner": _text(_field(doc, flow, "owner", "controller", "organisation")),
-        "recipient": _text(_field(doc, flow, "recipient", "recipient_name")),
-        "purpose": (_text(_field(doc, flow, "purpose", "purposes")) or "")[:64] or None,
-        "legal_basis": (_text(_field(doc, flow, "legal_basis")) or "")[:64] or None,
+        "name": flow.name,
+        "owner": _text(flow.get("owner")),
+        "recipient": _text(flow.get("recipient.name")),
+        "purpose": (_text(list(flow.purposes)) or "")[:64] or None,
+        "legal_basis": (_text(list(flow.legal_bases)) or "")[:64] or None,
         "decision": getattr(decision, "outcome", None),
         "compliance": getattr(decision, "compliance", None),
         "exemption": getattr(decision, "exemption", None),
@@ -378,34 +327,31 @@ def _audit_details(
 
 def add_flow(
     store: Store,
-    source: str | Path | Mapping[str, Any],
+    source: str | Path | Mapping[str, Any] | Any,
     *,
     flow_id: str | None = None,
     actor: str | None = None,
     now: datetime | None = None,
 ) -> tuple[FlowRecord, Any]:
-    """Register a new flow from a flow file (or mapping): returns (record, decision)."""
+    """Register a new flow from a flow file (or a mapping of facts, or a ``policy.Flow``).
+
+    The id is ``flow_id``, else made from the flow's name. Returns (record, decision).
+    """
     t = _now(now)
     path = Path(source) if isinstance(source, (str, Path)) else None
-    doc = _read_yaml(path) if path is not None else _jsonable(dict(source))  # type: ignore[arg-type]
+    flow = _load(source, "flow (mapping)")
     if flow_id is None:
-        flow_id = _text(doc.get("id")) or _slugify(_text(_field(doc, None, "name", "title")) or "")
+        flow_id = _slugify(flow.name)
         if not flow_id:
             raise UsageError(
                 "the flow has no id",
                 where=Location(file=path) if path else None,
-                hint="give --id ID, or an `id:` or `name:` in the flow file",
+                hint="give --id ID, or a `name:` in the flow file to make the id from",
             )
     _check_slug(flow_id, where=Location(file=path) if path else None)
-    if doc.get("id") not in (None, flow_id):
-        raise UsageError(
-            f"--id {flow_id!r} disagrees with the flow file's id {doc.get('id')!r}",
-            hint="drop --id, or change the `id:` line in the flow file to match",
-        )
-    flow, decision = _load_and_assess(doc, path=path)
-    cols = _columns(doc, flow, decision, t)
-    if not cols["name"]:
-        cols["name"] = flow_id
+    decision = _policy().assess(flow)
+    doc = _facts(flow)
+    cols = _columns(flow, decision, t)
     sha = _sha256(doc)
     who = _actor(actor)
     stamp = _iso(t)
@@ -489,7 +435,7 @@ def _apply_assignments(doc: dict[str, Any], assignments: Sequence[tuple[list[str
 def edit_flow(
     store: Store,
     flow_id: str,
-    source: str | Path | Mapping[str, Any] | None = None,
+    source: str | Path | Mapping[str, Any] | Any | None = None,
     *,
     set_values: Sequence[str] = (),
     actor: str | None = None,
@@ -497,8 +443,9 @@ def edit_flow(
 ) -> tuple[FlowRecord, Any, list[str]]:
     """Change a registered flow: a new flow file and/or ``key=value`` changes.
 
-    Returns (record, decision, changed keys). No change: the record is returned as it was and
-    no version or audit entry is made.
+    Returns (record, decision, changed keys). When neither the facts nor the decision changed,
+    the record is returned as it was and no version or audit entry is made; when only the
+    decision changed (the policy's data changed), a new version records the re-assessment.
     """
     if source is None and not set_values:
         raise UsageError(
@@ -507,35 +454,31 @@ def edit_flow(
         )
     t = _now(now)
     current = get_flow(store, flow_id)
-    path = Path(source) if isinstance(source, (str, Path)) else None
-    if path is not None:
-        doc = _read_yaml(path)
-    elif source is not None:
-        doc = _jsonable(dict(source))  # type: ignore[arg-type]
-    else:
-        doc = dict(current.facts)
-    if doc.get("id") not in (None, flow_id):
-        raise UsageError(
-            f"the flow file's id {doc.get('id')!r} is not {flow_id!r}",
-            hint="edit the flow named in the file, or fix the `id:` line",
-        )
     assignments = parse_assignments(set_values)
-    if any(parts == ["id"] for parts, _v in assignments):
+    if any(parts[0] == "id" for parts, _v in assignments):
         raise UsageError(
             "a flow's id cannot be changed",
             hint="register the flow again under the new id with `optout flow add`",
         )
+    base = _load(source, f"flow {flow_id}") if source is not None else None
+    doc = _facts(base) if base is not None else dict(current.facts)
     if assignments:
         doc = _apply_assignments(doc, assignments)
-        path = None  # the file no longer says what is registered: validate the edited document
+        flow = _flow_from_mapping(doc, f"flow {flow_id} with --set")
+    else:
+        flow = base if base is not None else _flow_from_mapping(doc, f"flow {flow_id}")
+    doc = _facts(flow)
+    decision = _policy().assess(flow)
+    cols = _columns(flow, decision, t)
     keys = changed_keys(current.facts, doc)
     sha = _sha256(doc)
-    if sha == current.facts_sha256:
-        return current, assess_record(current), []
-    flow, decision = _load_and_assess(doc, path=path)
-    cols = _columns(doc, flow, decision, t)
-    if not cols["name"]:
-        cols["name"] = flow_id
+    same_decision = (cols["decision"], cols["compliance"], cols["exemption"]) == (
+        current.decision,
+        current.compliance,
+        current.exemption,
+    )
+    if sha == current.facts_sha256 and same_decision:
+        return current, decision, []
     who = _actor(actor)
     stamp = _iso(t)
     version = current.version + 1
@@ -567,7 +510,9 @@ def edit_flow(
         actor=who,
         subject=flow_id,
         at=stamp,
-        details=_audit_details(version, cols, decision, sha, changed=keys, previous_version=current.version),
+        details=_audit_details(
+            version, cols, decision, sha, changed=keys or ["(re-assessed)"], previous_version=current.version
+        ),
     )
     return get_flow(store, flow_id), decision, keys
 
