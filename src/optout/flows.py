@@ -477,8 +477,10 @@ def edit_flow(
         current.compliance,
         current.exemption,
     )
-    if sha == current.facts_sha256 and same_decision:
-        return current, decision, []
+    if sha == current.facts_sha256:
+        if same_decision:
+            return current, decision, []
+        keys = ["(re-assessed)"]
     who = _actor(actor)
     stamp = _iso(t)
     version = current.version + 1
@@ -510,9 +512,7 @@ def edit_flow(
         actor=who,
         subject=flow_id,
         at=stamp,
-        details=_audit_details(
-            version, cols, decision, sha, changed=keys or ["(re-assessed)"], previous_version=current.version
-        ),
+        details=_audit_details(version, cols, decision, sha, changed=keys, previous_version=current.version),
     )
     return get_flow(store, flow_id), decision, keys
 
