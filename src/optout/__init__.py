@@ -19,8 +19,11 @@ from optout.errors import (
     UsageError,
 )
 from optout.nhs_number import NHSNumber
+from optout.policy import Decision, Flow, assess, load_flow
 
 __all__ = [
+    "Decision",
+    "Flow",
     "InputError",
     "IntegrityError",
     "NHSNumber",
@@ -32,4 +35,6 @@ __all__ = [
     "TransportError",
     "UsageError",
     "__version__",
+    "assess",
+    "load_flow",
 ]

@@ -1,9 +1,86 @@
-"""CLI commands for this area (filled in by the issue that owns it)."""
+"""``optout assess FLOW.yaml [--json]``: does the national data opt-out apply to this flow?
+
+Exit codes: 0 when the tool reached a decision (applies or does-not-apply: the answer is in the
+output), 3 when the flow file is invalid (unknown key, misspelt value, contradictory facts), and
+10 when it cannot decide because facts are missing. Cannot-decide has its own code so that a
+script or CI job checking flow files stops on an unanswered question instead of treating it as a
+pass; it is not an error code (1-9) because the file is valid and the output (text or JSON) is a
+complete answer naming the missing facts.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from optout.policy import CANNOT_DECIDE, COMPLIANCE, Decision, assess, load_flow
+
+EXIT_CANNOT_DECIDE = 10
+
+_OUTCOME_STYLE = {
+    "applies": ("bold red", "The national data opt-out APPLIES to this flow"),
+    "does-not-apply": ("bold green", "The national data opt-out does NOT apply to this flow"),
+    "cannot-decide": ("bold yellow", "Cannot decide yet: facts are missing"),
+}
+
+
+def render(decision: Decision, console: Console) -> None:
+    """Print a decision for a person: the answer, how to comply, the reasons with their clauses."""
+    style, headline = _OUTCOME_STYLE[decision.outcome]
+    console.print(f"[bold]{escape(decision.flow or 'flow')}[/bold]")
+    console.print(f"[{style}]{headline}[/{style}]")
+    if decision.compliance:
+        how = COMPLIANCE.get(decision.compliance, decision.compliance)
+        console.print(f"How it complies: [bold]{escape(decision.compliance)}[/bold] ({escape(how)})")
+    if decision.exemption:
+        console.print(f"Exemption: [bold]{escape(decision.exemption)}[/bold] (002 NOTED EXCLUSIONS)")
+    if decision.alternatives:
+        alts = ", ".join(decision.alternatives)
+        console.print(f"Or instead: {escape(alts)} (002 NOT DIRECT CARE)")
+    if decision.missing:
+        console.print("\n[bold]Add these facts to the flow file:[/bold]")
+        for path, question in decision.questions.items():
+            console.print(f"  [bold]{escape(path)}[/bold]: {escape(question)}")
+    table = Table(title="Reasons", show_lines=False, expand=True, title_justify="left")
+    table.add_column("clause", no_wrap=True, style="cyan")
+    table.add_column("", no_wrap=True)
+    table.add_column("reason", ratio=1)
+    for reason in decision.reasons:
+        kind = "" if reason.kind == "rule" else reason.kind
+        table.add_row(escape(reason.clause), escape(kind), escape(reason.text))
+    console.print()
+    console.print(table)
+    console.print(
+        "Clauses: 000 CRANE registry guidance; 001 NHS Digital operational policy §8; "
+        "002 GP practice / PCN protocol; 003 Digital Social Care guidance.",
+        style="dim",
+    )
+
+
+def assess_command(
+    flow_file: Path = typer.Argument(..., help="The flow file (YAML) describing the flow's facts."),
+    as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
+) -> None:
+    """Decide whether the national data opt-out applies to a data flow, and explain why.
+
+    Prints applies / does-not-apply / cannot-decide with the chain of reasons, each citing its
+    clause in the policy texts, the exemption that lifts it (if any) and how the flow complies.
+    Exit 0 for a decision, 3 for an invalid flow file, 10 when facts are missing (cannot decide).
+    """
+    decision = assess(load_flow(flow_file))
+    if as_json:
+        typer.echo(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        render(decision, Console(soft_wrap=False))
+    if decision.outcome == CANNOT_DECIDE:
+        raise typer.Exit(EXIT_CANNOT_DECIDE)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the root app."""
+    """Add ``optout assess`` to the root app."""
+    app.command("assess")(assess_command)

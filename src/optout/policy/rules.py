@@ -1,0 +1,844 @@
+"""Does the national data opt-out apply to this flow? The rules, in the order the policy gives them.
+
+A flow passes through five tests. Each test either *lifts* the opt-out (it does not apply, for a
+reason the policy gives), *holds* it (the flow stays in scope), or cannot tell because a fact is
+unknown:
+
+    1. scope            002 SCOPE, 003        health / adult social care, England, publicly funded
+    2. confidentiality  002 SCOPE, 001 §8.1   confidential patient information, not anonymised (ICO)
+    3. direct care      002 DIRECT CARE       direct care, incl. local audit (not across organisations)
+    4. disclosure       002 DISCLOSURES TO PROVIDERS / SUPPLIERS, 002 INTERNAL ACTIVITIES
+    5. exemptions       002 NOTED EXCLUSIONS  (exemptions.yaml: data, not code)
+
+The opt-out **applies** when every test holds; it **does not apply** as soon as one test lifts it
+(whatever the other facts are, so an unknown fact elsewhere does not matter); otherwise the answer
+is **cannot decide**, naming the facts that are missing. Nothing is guessed.
+
+A flow with several purposes or several legal bases (one per part of the record, e.g. a registry
+minimum dataset under s251 plus audit data collected with consent) is assessed part by part; the
+opt-out removes the *whole* record (001 §8.1), so it applies to the flow when it applies to any
+part (000: "none of the child's data should be recorded ... both registry and audit data").
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from optout.policy.flow import (
+    FACT_SPECS,
+    FACTS,
+    Flow,
+    direct_identifiers,
+    normalise_approval,
+    policy_file,
+    vocabulary,
+)
+
+APPLIES = "applies"
+DOES_NOT_APPLY = "does-not-apply"
+CANNOT_DECIDE = "cannot-decide"
+OUTCOMES = (APPLIES, DOES_NOT_APPLY, CANNOT_DECIDE)
+
+# Bump when a rule changes, so a register can tell a decision made under older rules.
+RULES_VERSION = "1"
+
+LIFTS, HOLDS, UNKNOWN = "lifts", "holds", "unknown"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One step of the explanation, citing the clause it comes from."""
+
+    text: str
+    clause: str  # file number and heading, e.g. "002 NOTED EXCLUSIONS", "001 §8.3"
+    kind: str = "rule"  # rule | exemption | near-miss | missing | note
+
+    @property
+    def file(self) -> str:
+        return policy_file(self.clause)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "clause": self.clause, "file": self.file, "text": self.text}
+
+
+@dataclass
+class Decision:
+    """The answer for one flow: applies / does-not-apply / cannot-decide, and why."""
+
+    outcome: str
+    reasons: list[Reason]
+    missing: list[str] = field(default_factory=list)  # fact paths needed (cannot-decide only)
+    exemption: str | None = None  # exemptions.yaml id when one lifts the opt-out
+    compliance: str | None = None  # how the flow complies (see COMPLIANCE)
+    alternatives: list[str] = field(default_factory=list)  # other ways to comply, when it applies
+    flow: str | None = None  # the flow's name
+    facts_sha256: str | None = None
+    rules_version: str = RULES_VERSION
+
+    @property
+    def applies(self) -> bool:
+        return self.outcome == APPLIES
+
+    @property
+    def questions(self) -> dict[str, str]:
+        """For each missing fact, the question that answers it."""
+        return {path: FACT_SPECS[path].question for path in self.missing if path in FACT_SPECS}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow,
+            "outcome": self.outcome,
+            "compliance": self.compliance,
+            "exemption": self.exemption,
+            "alternatives": list(self.alternatives),
+            "missing": [{"fact": p, "question": q} for p, q in self.questions.items()],
+            "reasons": [r.to_dict() for r in self.reasons],
+            "facts_sha256": self.facts_sha256,
+            "rules_version": self.rules_version,
+        }
+
+
+# How a flow complies (002 PREPARING FOR COMPLIANCE: "identify, against each activity, how it
+# complies (i.e. consent, anonymisation, NDO applied)").
+COMPLIANCE: dict[str, str] = {
+    "opt-out-applied": "apply the opt-out before disclosure (check the cohort, remove whole records)",
+    "consent": "explicit consent (002 NOTED EXCLUSIONS)",
+    "anonymised": "the data is anonymised in line with the ICO code",
+    "exempt": "an exemption in 002 NOTED EXCLUSIONS lifts the opt-out",
+    "direct-care": "direct care is out of scope (002 DIRECT CARE)",
+    "not-a-disclosure": "a processor acting on the controller's instructions is not a disclosure",
+    "reasonably-expected": "an internal use patients would reasonably expect (002 INTERNAL ACTIVITIES)",
+    "not-confidential": "the data is not confidential patient information",
+    "out-of-scope": "the data does not originate in publicly funded health or adult social care in England",
+}
+
+
+# When the opt-out applies, the flow may instead use anonymised data or ask for explicit consent
+# (002 NOT DIRECT CARE: "it can be anonymised, consent obtained or the NDO out outs applied").
+ALTERNATIVES = ("anonymised", "consent")
+
+
+@dataclass(frozen=True)
+class Exemption:
+    id: str
+    wording: str
+    clause: str
+    approval: str | None
+    compliance: str
+    identified_by: tuple[Mapping[str, Any], ...]
+    lifts_when: tuple[Mapping[str, Any], ...]
+    decided_by: str | None = None
+    note: str | None = None
+    see_also: tuple[str, ...] = ()
+
+
+@cache
+def exemptions() -> tuple[Exemption, ...]:
+    """The 002 NOTED EXCLUSIONS, loaded from exemptions.yaml."""
+    text = resources.files("optout.policy").joinpath("exemptions.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    out = []
+    for item in data["exemptions"]:
+        out.append(
+            Exemption(
+                id=item["id"],
+                wording=" ".join(str(item["wording"]).split()),
+                clause=item["clause"],
+                approval=item.get("approval"),
+                compliance=item["compliance"],
+                identified_by=tuple(item.get("identified_by") or ()),
+                lifts_when=tuple(item.get("lifts_when") or ()),
+                decided_by=item.get("decided_by"),
+                note=" ".join(str(item["note"]).split()) if item.get("note") else None,
+                see_also=tuple(item.get("see_also") or ()),
+            )
+        )
+    return tuple(out)
+
+
+def exemption(exemption_id: str) -> Exemption:
+    for ex in exemptions():
+        if ex.id == exemption_id:
+            return ex
+    raise KeyError(exemption_id)
+
+
+# --- one part of a flow: a single purpose and a single legal basis --------------------------------
+
+
+@dataclass(frozen=True)
+class _Part:
+    flow: Flow
+    purpose: str | None
+    basis: str | None
+
+    def get(self, path: str) -> Any:
+        if path == "purpose":
+            return self.purpose
+        if path == "legal_basis":
+            return self.basis
+        if path == "approvals":  # none listed = none (documented); compared without spaces/case
+            return tuple(normalise_approval(a) for a in self.flow.approvals)
+        return self.flow.get(path)
+
+
+@dataclass
+class _Test:
+    status: str
+    reasons: list[Reason]
+    missing: list[str] = field(default_factory=list)
+    exemption: str | None = None
+    compliance: str | None = None
+
+
+def _label(section: str, value: str) -> str:
+    entry = vocabulary()[section].get(value) or {}
+    return str(entry.get("label", value))
+
+
+def _match(part: _Part, path: str, expected: Any) -> bool | None:
+    actual = part.get(path)
+    if actual is None:
+        return None
+    options = expected["any_of"] if isinstance(expected, Mapping) else [expected]
+    if path == "approvals":
+        options = [normalise_approval(str(o)) for o in options]
+    if isinstance(actual, tuple):
+        return any(o in actual for o in options)
+    return actual in options
+
+
+def _all(part: _Part, conditions: Mapping[str, Any]) -> tuple[bool | None, list[str], list[str]]:
+    """AND of conditions: (True/False/None, unknown facts, failed facts)."""
+    unknown, failed = [], []
+    for path, expected in conditions.items():
+        result = _match(part, path, expected)
+        if result is None:
+            unknown.append(path)
+        elif result is False:
+            failed.append(path)
+    if failed:
+        return False, unknown, failed
+    if unknown:
+        return None, unknown, failed
+    return True, [], []
+
+
+def _describe_failure(part: _Part, conditions: Mapping[str, Any], failed: list[str]) -> str:
+    bits = []
+    for path in failed:
+        expected = conditions[path]
+        want = " or ".join(map(str, expected["any_of"])) if isinstance(expected, Mapping) else str(expected)
+        if path == "approvals":
+            bits.append(f"the approvals listed do not include {want}")
+        elif isinstance(expected, bool):
+            bits.append(f"{path} is {str(part.get(path)).lower()}, it needs {str(expected).lower()}")
+        else:
+            bits.append(f"{path} is {part.get(path)}, it needs {want}")
+    return "; ".join(bits)
+
+
+# --- the five tests ----------------------------------------------------------------------------
+
+
+def _scope(part: _Part) -> _Test:
+    country = part.get("origin.country")
+    sector = part.get("origin.sector")
+    funding = part.get("origin.funding")
+    if country is not None and country != "england":
+        return _Test(
+            LIFTS,
+            [
+                Reason(
+                    f"The data originates in {_label('countries', country)}, not England: the national data "
+                    "opt-out applies to data that originates within the health and adult social care "
+                    "system in England.",
+                    "002 SCOPE",
+                )
+            ],
+            compliance="out-of-scope",
+        )
+    if sector == "other":
+        return _Test(
+            LIFTS,
+            [
+                Reason(
+                    "The data does not originate in health or adult social care: the opt-out applies to "
+                    "data that originates within the health and adult social care system in England.",
+                    "002 SCOPE",
+                )
+            ],
+            compliance="out-of-scope",
+        )
+    if funding == "private":
+        return _Test(
+            LIFTS,
+            [
+                Reason(
+                    "The care is privately funded and not under contract with a public body: private "
+                    "providers are in scope only for services 'funded or under contract with a public "
+                    "body', and the opt-out covers people who use publicly-funded health and/or care "
+                    "services (003).",
+                    "002 SCOPE",
+                )
+            ],
+            compliance="out-of-scope",
+        )
+    missing = [
+        p
+        for p, v in (("origin.sector", sector), ("origin.country", country), ("origin.funding", funding))
+        if v is None
+    ]
+    if missing:
+        return _Test(UNKNOWN, [], missing=missing)
+    funded = (
+        "funded by a public body" if funding == "public" else "funded by or under contract with a public body"
+    )
+    reasons = [
+        Reason(
+            f"The data originates in {_label('sectors', sector).lower()} in England, {funded}"
+            ": in scope of the national data opt-out.",
+            "002 SCOPE",
+        )
+    ]
+    if sector == "adult-social-care":
+        reasons.append(
+            Reason("Regulated adult social care providers in England must comply with the opt-out.", "003")
+        )
+    if funding == "mixed":
+        reasons.append(
+            Reason(
+                "Only part of the care is publicly funded: the opt-out applies to the records of people "
+                "whose care is publicly funded or under contract with a public body.",
+                "002 SCOPE",
+                kind="note",
+            )
+        )
+    return _Test(HOLDS, reasons)
+
+
+def _confidentiality(part: _Part) -> _Test:
+    conf = part.get("data.confidentiality")
+    linkage = Reason(
+        "If this is one of several files released without the opt-out upheld, make sure no common "
+        "identifier lets records be re-identified across them (optout release linkcheck).",
+        "001 §8.1",
+        kind="note",
+    )
+    if conf is None:
+        return _Test(UNKNOWN, [], missing=["data.confidentiality"])
+    if conf == "anonymised":
+        return _Test(
+            LIFTS,
+            [
+                Reason(
+                    "The data is anonymised in line with the ICO Code of Practice, so it is not "
+                    "confidential patient information: the opt-out does not apply ('it can be anonymised').",
+                    "002 NOT DIRECT CARE",
+                ),
+                linkage,
+            ],
+            compliance="anonymised",
+        )
+    if conf == "not-confidential":
+        return _Test(
+            LIFTS,
+            [
+                Reason(
+                    "The data is not confidential patient information (information about someone's health "
+                    "or care that can identify them): the opt-out applies only to confidential patient "
+                    "information.",
+                    "002 SCOPE",
+                ),
+                linkage,
+            ],
+            compliance="not-confidential",
+        )
+    reasons = [
+        Reason(
+            "The data is confidential patient information: information about someone's health or care "
+            "that can identify them.",
+            "002 SCOPE",
+        )
+    ]
+    if conf == "pseudonymised":
+        reasons.append(
+            Reason(
+                "Removing identifiers or de-identifying part of the record does not anonymise it in line "
+                "with the ICO Code of Practice: it stays confidential, and an opted-out person's entire "
+                "record must be removed.",
+                "001 §8.1",
+            )
+        )
+    return _Test(HOLDS, reasons)
+
+
+def _direct_care(part: _Part) -> _Test:
+    purpose = part.purpose
+    if purpose is None:
+        return _Test(UNKNOWN, [], missing=["purpose"])
+    entry = vocabulary()["purposes"][purpose]
+    family, label = entry["family"], entry["label"]
+    if family != "direct-care":
+        if family in ("research", "planning"):
+            text = (
+                f"{label} is not direct care: planning and research activities are in scope and must "
+                "have the opt-outs applied."
+            )
+            clause = "002 NOT DIRECT CARE"
+        elif family == "registry":
+            text = (
+                f"{label} is not the child's or patient's immediate clinical care: the opt-out covers "
+                "confidential patient information used for purposes other than immediate clinical care."
+            )
+            clause = "000"
+        elif family == "named":
+            text = f"{label} is not direct care; 002 NOTED EXCLUSIONS may still lift the opt-out (below)."
+            clause = "002 NOT DIRECT CARE"
+        else:
+            text = (
+                f"{label}: the opt-out is applied when confidential patient information is disclosed for "
+                "purposes beyond individual care."
+            )
+            clause = "001 §8.3"
+        return _Test(HOLDS, [Reason(text, clause)])
+
+    legit = part.get("recipient.legitimate_relationship")
+    oversight = part.get("professional_oversight")
+    role = part.get("recipient.role")
+    across = part.get("across_organisations")
+    if across is None and role in ("internal", "third-party"):
+        across = role == "third-party"
+    if purpose == "local-audit" and across is True:
+        return _Test(
+            HOLDS,
+            [
+                Reason(
+                    "A local audit run across organisations (e.g. across the PCN) is not direct care: "
+                    "'the data would need to be anonymised, consent obtained or the NDO opt outs applied "
+                    "before disclosure'.",
+                    "002 DIRECT CARE",
+                )
+            ],
+        )
+    if legit is False:
+        return _Test(
+            HOLDS,
+            [
+                Reason(
+                    f"{label} counts as direct care only when done by professionals with whom the patient "
+                    "has a legitimate relationship; here they have none, so it is in scope.",
+                    "002 DIRECT CARE",
+                )
+            ],
+        )
+    if oversight is False:
+        return _Test(
+            HOLDS,
+            [
+                Reason(
+                    f"{label} counts as direct care only when undertaken by, or under the oversight of, "
+                    "registered and regulated health or social care professionals; here it is not, so it "
+                    "is in scope.",
+                    "002 DIRECT CARE",
+                )
+            ],
+        )
+    missing = []
+    if legit is None:
+        missing.append("recipient.legitimate_relationship")
+    if oversight is None:
+        missing.append("professional_oversight")
+    if purpose == "local-audit" and across is None:
+        missing.append("across_organisations")
+    if missing:
+        return _Test(UNKNOWN, [], missing=missing)
+    ex = exemption("direct-care")
+    reasons = [
+        Reason(
+            f"{label} is direct care, undertaken by or under the oversight of registered and regulated "
+            "professionals with whom the patient has a legitimate relationship"
+            + (" (a local audit within the organisation)" if purpose == "local-audit" else "")
+            + ": not in scope of the opt-out.",
+            "002 DIRECT CARE",
+        ),
+        Reason(f"'{ex.wording}'", ex.clause, kind="exemption"),
+    ]
+    return _Test(LIFTS, reasons, exemption=ex.id, compliance="direct-care")
+
+
+def _disclosure(part: _Part) -> _Test:
+    role = part.get("recipient.role")
+    if role is None:
+        return _Test(UNKNOWN, [], missing=["recipient.role"])
+    if role == "processor":
+        return _Test(
+            LIFTS,
+            [
+                Reason(
+                    "The recipient is engaged as a processor, acting only on the controller's narrow "
+                    "instructions: this does not count as a disclosure to a third party, and the opt-out "
+                    "need not be considered before it (a company acting as controller is a third party).",
+                    "002 DISCLOSURES TO PROVIDERS / SUPPLIERS",
+                )
+            ],
+            compliance="not-a-disclosure",
+        )
+    if role == "third-party":
+        return _Test(
+            HOLDS,
+            [
+                Reason(
+                    "The data leaves the organisation's controller boundary to a third party: the opt-out "
+                    "must be applied before it leaves.",
+                    "002 DISCLOSURES TO PROVIDERS / SUPPLIERS",
+                )
+            ],
+        )
+    expected = part.get("reasonably_expected")
+    if expected is None:
+        return _Test(UNKNOWN, [], missing=["reasonably_expected"])
+    if expected:
+        return _Test(
+            LIFTS,
+            [
+                Reason(
+                    "An internal use that patients would know about or reasonably expect: the opt-out "
+                    "must be considered internally only where the activity is not direct care, not based "
+                    "on consent and not something the individual would reasonably expect.",
+                    "002 INTERNAL ACTIVITIES",
+                )
+            ],
+            compliance="reasonably-expected",
+        )
+    return _Test(
+        HOLDS,
+        [
+            Reason(
+                "An internal use that patients would not reasonably expect: the opt-out must be considered "
+                "even though the data stays inside the organisation.",
+                "002 INTERNAL ACTIVITIES",
+            )
+        ],
+    )
+
+
+def _exemptions(part: _Part) -> _Test:
+    near: list[Reason] = []
+    unknown: list[tuple[Exemption, list[str]]] = []
+    for ex in exemptions():
+        if ex.decided_by == "rule":
+            continue
+        best_unknown: list[str] | None = None
+        lifted = False
+        failures: list[tuple[Mapping[str, Any], list[str]]] = []
+        for conditions in ex.lifts_when:
+            result, unk, failed = _all(part, conditions)
+            if result is True:
+                lifted = True
+                break
+            if result is None:
+                best_unknown = unk if best_unknown is None else best_unknown
+            else:
+                failures.append((conditions, failed))
+        if lifted:
+            approval = f" (approval {ex.approval})" if ex.approval else ""
+            return _Test(
+                LIFTS,
+                [Reason(f"Exemption {ex.id}{approval}: '{ex.wording}'", ex.clause, kind="exemption")],
+                exemption=ex.id,
+                compliance=ex.compliance,
+            )
+        if best_unknown is not None:
+            unknown.append((ex, best_unknown))
+            continue
+        identified = any(_all(part, c)[0] is True for c in ex.identified_by)
+        if identified and failures:
+            conditions, failed = failures[0]
+            text = f"Exemption {ex.id} does not lift it: {_describe_failure(part, conditions, failed)}."
+            if ex.note:
+                text += f" {ex.note}"
+            near.append(Reason(text, ex.clause, kind="near-miss"))
+    if unknown:
+        missing: list[str] = []
+        reasons = []
+        for ex, facts in unknown:
+            missing.extend(f for f in facts if f not in missing)
+            reasons.append(
+                Reason(
+                    f"Exemption {ex.id} could lift the opt-out; it depends on {', '.join(facts)}.",
+                    ex.clause,
+                    kind="missing",
+                )
+            )
+        return _Test(UNKNOWN, near + reasons, missing=missing)
+    reasons = [*near]
+    basis = part.basis
+    if basis == "s251":
+        reasons.append(
+            Reason(
+                "Section 251 support sets aside the duty of confidentiality but does not lift the opt-out: "
+                "only the approvals named in 002 NOTED EXCLUSIONS do.",
+                "002 NOTED EXCLUSIONS",
+            )
+        )
+    elif basis == "implied-consent":
+        reasons.append(
+            Reason(
+                "Implied consent is not explicit consent: only explicit consent lifts the opt-out.",
+                "002 NOTED EXCLUSIONS",
+            )
+        )
+    reasons.append(Reason("No exemption in 002 NOTED EXCLUSIONS covers this flow.", "002 NOTED EXCLUSIONS"))
+    return _Test(HOLDS, reasons)
+
+
+TESTS = (_scope, _confidentiality, _direct_care, _disclosure, _exemptions)
+
+
+# --- notes that go with an "applies" -------------------------------------------------------------
+
+
+def _applies_notes(flow: Flow) -> list[Reason]:
+    notes = [
+        Reason(
+            "Remove the entire record of everyone with an opt-out from the extract; removing identifiers "
+            "alone is not allowed.",
+            "001 §8.1",
+            kind="note",
+        ),
+        Reason(
+            "Apply the most up-to-date opt-outs at the point of disclosure: disclose within 20 days of a "
+            "check with the service, or 13 days when a temporary cache (refreshed at least every 7 days) "
+            "is used.",
+            "001 §8.4",
+            kind="note",
+        ),
+    ]
+    fams = {vocabulary()["purposes"][p]["family"] for p in flow.purposes}
+    if "registry" in fams:
+        notes.append(
+            Reason(
+                "A registry or national audit: if the opt-out is set, none of the person's data is "
+                "recorded: the registry minimum dataset (s251) and the audit data (even when collected "
+                "with consent) alike. `optout collect` applies this at collection.",
+                "000",
+            )
+        )
+    if "none" in flow.legal_bases:
+        notes.append(
+            Reason(
+                "The flow has no legal basis for disclosing confidential patient information beyond "
+                "individual care: applying the opt-out is not a legal basis; the flow needs one (or "
+                "consent, or anonymised data) before it can go ahead.",
+                "001 §8 Summary",
+                kind="note",
+            )
+        )
+    nhs = flow.get("data.nhs_number")
+    idents = flow.get("data.identifiers")
+    if nhs == "partly-missing":
+        effort = flow.get("data.tracing_effort")
+        if effort == "disproportionate":
+            text = (
+                "Records without a (valid) NHS number, where obtaining it is disproportionate and good "
+                "tracing practice was followed, are not subject to the opt-out; all others are."
+            )
+        elif effort == "proportionate":
+            text = (
+                "Obtain the missing NHS numbers (it is not disproportionate) and apply the opt-out to "
+                "every record."
+            )
+        else:
+            text = (
+                "Some NHS numbers are missing: the opt-out still applies to those records unless obtaining "
+                "the NHS number is disproportionate and good tracing practice was followed "
+                "(state data.tracing_effort)."
+            )
+        notes.append(Reason(text, "001 §8.2", kind="note"))
+    elif nhs == "removed-by-law":
+        notes.append(
+            Reason(
+                "Identifiers were intentionally removed (legally restricted condition or consent model): "
+                "make no attempt to re-identify anyone in order to apply the opt-out.",
+                "001 §8.2",
+                kind="note",
+            )
+        )
+    elif idents is not None and "nhs-number" not in idents and direct_identifiers(idents):
+        notes.append(
+            Reason(
+                "The NHS number is the single identifier for applying the opt-out: do not remove or omit "
+                "it to prevent the opt-out being applied; trace it where that is not disproportionate.",
+                "001 §8.2",
+                kind="note",
+            )
+        )
+    notes.extend(_onward_notes(flow))
+    return notes
+
+
+def _onward_notes(flow: Flow) -> list[Reason]:
+    notes = []
+    covered = flow.get("onward_sharing.covered_by_approval")
+    agreement = flow.get("onward_sharing.agreement_requires_reapply")
+    if flow.get("onward_sharing.is_onward"):
+        if covered or agreement:
+            notes.append(
+                Reason(
+                    "This is an onward disclosure of data received earlier: apply the most up-to-date "
+                    "opt-out again now (a fresh check, a new release).",
+                    "001 §8.3",
+                )
+            )
+        else:
+            notes.append(
+                Reason(
+                    "This is an onward disclosure: there is no specific requirement to remove records from "
+                    "data already received, unless the S.251 approval or data sharing agreement requires "
+                    "it (state onward_sharing.covered_by_approval / agreement_requires_reapply).",
+                    "001 §8.3",
+                    kind="note",
+                )
+            )
+    if flow.get("onward_sharing.planned"):
+        if covered or agreement:
+            notes.append(
+                Reason(
+                    "The recipient will share the data onward under terms that cover it: the most "
+                    "up-to-date opt-out must be applied again at that point (register it as its own flow; "
+                    "release it with a fresh check).",
+                    "001 §8.3",
+                )
+            )
+        else:
+            notes.append(
+                Reason(
+                    "Onward sharing is planned: follow the data sharing agreement; where the S.251 approval "
+                    "covers onward sharing the opt-out is applied again at that point.",
+                    "001 §8.3",
+                    kind="note",
+                )
+            )
+    return notes
+
+
+# --- putting it together -------------------------------------------------------------------------
+
+
+def _assess_part(part: _Part) -> Decision:
+    results = [test(part) for test in TESTS]
+    for result in results:
+        if result.status == LIFTS:
+            chain: list[Reason] = []
+            for r in results:  # the chain up to and including the test that lifts it
+                chain.extend(x for x in r.reasons if x.kind != "missing")
+                if r is result:
+                    break
+            return Decision(DOES_NOT_APPLY, chain, exemption=result.exemption, compliance=result.compliance)
+    reasons = [x for r in results for x in r.reasons]
+    missing = [m for r in results for m in r.missing]
+    if missing:
+        return Decision(CANNOT_DECIDE, reasons, missing=_in_schema_order(missing))
+    return Decision(APPLIES, reasons, compliance="opt-out-applied", alternatives=list(ALTERNATIVES))
+
+
+def _in_schema_order(paths: list[str]) -> list[str]:
+    order = {spec.path: i for i, spec in enumerate(FACTS)}
+    return sorted(dict.fromkeys(paths), key=lambda p: order.get(p, len(order)))
+
+
+def _part_label(purpose: str | None, basis: str | None) -> str:
+    return f"{purpose or 'purpose unknown'} under {basis or 'an unknown legal basis'}"
+
+
+def assess(flow: Flow | Mapping[str, Any]) -> Decision:
+    """Decide whether the national data opt-out applies to a flow, citing each clause."""
+    if not isinstance(flow, Flow):
+        flow = Flow.from_mapping(flow)
+    purposes: tuple[str | None, ...] = flow.purposes or (None,)
+    bases: tuple[str | None, ...] = flow.legal_bases or (None,)
+    parts = [_Part(flow, p, b) for p, b in itertools.product(purposes, bases)]
+    subs = [(part, _assess_part(part)) for part in parts]
+    decision = subs[0][1] if len(subs) == 1 else _combine(subs)
+    if decision.outcome == APPLIES:
+        seen = {(r.clause, r.text) for r in decision.reasons}
+        decision.reasons.extend(r for r in _applies_notes(flow) if (r.clause, r.text) not in seen)
+    elif decision.outcome == DOES_NOT_APPLY:
+        decision.reasons.extend(r for r in _onward_notes(flow) if r.kind != "note")
+    decision.flow = flow.name
+    decision.facts_sha256 = flow.facts_sha256
+    return decision
+
+
+def _combine(subs: list[tuple[_Part, Decision]]) -> Decision:
+    applying = [(p, d) for p, d in subs if d.outcome == APPLIES]
+    undecided = [(p, d) for p, d in subs if d.outcome == CANNOT_DECIDE]
+    lifted = [(p, d) for p, d in subs if d.outcome == DOES_NOT_APPLY]
+    head = Reason(
+        f"The flow has {len(subs)} parts (each purpose under each legal basis). An opted-out person's "
+        "entire record is removed, so the opt-out applies to the flow if it applies to any part.",
+        "001 §8.1",
+    )
+    reasons = [head]
+    if applying:
+        for part, d in lifted:
+            why = f"exemption {d.exemption}" if d.exemption else (d.compliance or "")
+            reasons.append(
+                Reason(
+                    f"For {_part_label(part.purpose, part.basis)} the opt-out would not apply ({why}), but "
+                    "that does not cover the other part(s).",
+                    "001 §8.1",
+                    kind="near-miss",
+                )
+            )
+        seen = {(r.clause, r.text) for r in reasons}
+        for part, d in applying:
+            label = _part_label(part.purpose, part.basis)
+            reasons.append(Reason(f"For {label}: the opt-out applies.", "001 §8.1"))
+            for r in d.reasons:
+                if (r.clause, r.text) not in seen:
+                    seen.add((r.clause, r.text))
+                    reasons.append(r)
+        return Decision(APPLIES, reasons, compliance="opt-out-applied", alternatives=list(ALTERNATIVES))
+    if undecided:
+        missing: list[str] = []
+        seen = {(r.clause, r.text) for r in reasons}
+        for part, d in undecided:
+            reasons.append(
+                Reason(
+                    f"For {_part_label(part.purpose, part.basis)}: cannot decide yet.",
+                    "001 §8.1",
+                    kind="missing",
+                )
+            )
+            for r in d.reasons:
+                if (r.clause, r.text) not in seen:
+                    seen.add((r.clause, r.text))
+                    reasons.append(r)
+            missing.extend(m for m in d.missing if m not in missing)
+        return Decision(CANNOT_DECIDE, reasons, missing=_in_schema_order(missing))
+    seen = {(r.clause, r.text) for r in reasons}
+    for part, d in lifted:
+        reasons.append(
+            Reason(f"For {_part_label(part.purpose, part.basis)}: the opt-out does not apply.", "001 §8.1")
+        )
+        for r in d.reasons:
+            if (r.clause, r.text) not in seen:
+                seen.add((r.clause, r.text))
+                reasons.append(r)
+    first = lifted[0][1]
+    compliances = list(dict.fromkeys(d.compliance for _, d in lifted if d.compliance))
+    return Decision(
+        DOES_NOT_APPLY,
+        reasons,
+        exemption=first.exemption,
+        compliance=compliances[0] if len(compliances) == 1 else "+".join(compliances),
+    )
