@@ -11,12 +11,12 @@ complete answer naming the missing facts.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from optout.policy import CANNOT_DECIDE, COMPLIANCE, Decision, assess, load_flow
 
@@ -46,15 +46,16 @@ def render(decision: Decision, console: Console) -> None:
         console.print("\n[bold]Add these facts to the flow file:[/bold]")
         for path, question in decision.questions.items():
             console.print(f"  [bold]{escape(path)}[/bold]: {escape(question)}")
-    table = Table(title="Reasons", show_lines=False, expand=True, title_justify="left")
-    table.add_column("clause", no_wrap=True, style="cyan")
-    table.add_column("", no_wrap=True)
-    table.add_column("reason", ratio=1)
-    for reason in decision.reasons:
-        kind = "" if reason.kind == "rule" else reason.kind
-        table.add_row(escape(reason.clause), escape(kind), escape(reason.text))
-    console.print()
-    console.print(table)
+    steps = [r for r in decision.reasons if r.kind not in ("note", "missing")]
+    notes = [r for r in decision.reasons if r.kind in ("note", "missing")]
+    console.print("\n[bold]Why[/bold]")
+    for i, reason in enumerate(steps, 1):
+        tag = {"exemption": " exemption", "near-miss": " near miss"}.get(reason.kind, "")
+        console.print(f"  {i:>2}. [cyan]\\[{escape(reason.clause)}][/cyan]{tag} {escape(reason.text)}")
+    if notes:
+        console.print("\n[bold]Notes[/bold]")
+        for reason in notes:
+            console.print(f"   - [cyan]\\[{escape(reason.clause)}][/cyan] {escape(reason.text)}")
     console.print(
         "Clauses: 000 CRANE registry guidance; 001 NHS Digital operational policy §8; "
         "002 GP practice / PCN protocol; 003 Digital Social Care guidance.",
@@ -76,9 +77,11 @@ def assess_command(
     if as_json:
         typer.echo(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
     else:
-        render(decision, Console(soft_wrap=False))
+        render(decision, Console(highlight=False))
     if decision.outcome == CANNOT_DECIDE:
-        raise typer.Exit(EXIT_CANNOT_DECIDE)
+        # sys.exit, not typer.Exit: the root app runs click with standalone_mode=False, where an
+        # Exit's code would be returned and dropped instead of becoming the process's exit code.
+        sys.exit(EXIT_CANNOT_DECIDE)
 
 
 def register(app: typer.Typer) -> None:

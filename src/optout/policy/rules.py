@@ -789,16 +789,6 @@ def _combine(subs: list[tuple[_Part, Decision]]) -> Decision:
     )
     reasons = [head]
     if applying:
-        for part, d in lifted:
-            why = f"exemption {d.exemption}" if d.exemption else (d.compliance or "")
-            reasons.append(
-                Reason(
-                    f"For {_part_label(part.purpose, part.basis)} the opt-out would not apply ({why}), but "
-                    "that does not cover the other part(s).",
-                    "001 §8.1",
-                    kind="near-miss",
-                )
-            )
         seen = {(r.clause, r.text) for r in reasons}
         for part, d in applying:
             label = _part_label(part.purpose, part.basis)
@@ -807,6 +797,32 @@ def _combine(subs: list[tuple[_Part, Decision]]) -> Decision:
                 if (r.clause, r.text) not in seen:
                     seen.add((r.clause, r.text))
                     reasons.append(r)
+        groups: dict[str, list[str]] = {}
+        for part, d in lifted:
+            why = f"exemption {d.exemption}" if d.exemption else (d.compliance or "")
+            groups.setdefault(why, []).append(_part_label(part.purpose, part.basis))
+        for why, labels in groups.items():
+            reasons.append(
+                Reason(
+                    f"For {'; '.join(labels)} alone the opt-out would not apply ({why}), but the same "
+                    "records are also disclosed for the part(s) above, so an opted-out person's whole "
+                    "record is removed.",
+                    "001 §8.1",
+                    kind="near-miss",
+                )
+            )
+        registry = any(
+            p.purpose and vocabulary()["purposes"][p.purpose]["family"] == "registry" for p, _ in subs
+        )
+        if registry and any(d.compliance == "consent" for _, d in lifted):
+            reasons.append(
+                Reason(
+                    "Consent to the audit function does not keep an opted-out person's audit data: 'none "
+                    "of the child's data should be recorded in CRANE - this includes both registry and "
+                    "audit data'.",
+                    "000",
+                )
+            )
         return Decision(APPLIES, reasons, compliance="opt-out-applied", alternatives=list(ALTERNATIVES))
     if undecided:
         missing: list[str] = []
