@@ -335,18 +335,19 @@ def add_flow(
 ) -> tuple[FlowRecord, Any]:
     """Register a new flow from a flow file (or a mapping of facts, or a ``policy.Flow``).
 
-    The id is ``flow_id``, else made from the flow's name. Returns (record, decision).
+    The id is ``flow_id``, else made from the file's name (``research-s251.yaml`` ->
+    ``research-s251``) or, for a mapping, from the flow's name. Returns (record, decision).
     """
     t = _now(now)
     path = Path(source) if isinstance(source, (str, Path)) else None
     flow = _load(source, "flow (mapping)")
     if flow_id is None:
-        flow_id = _slugify(flow.name)
+        flow_id = _slugify(path.stem) if path is not None else _slugify(flow.name)
         if not flow_id:
             raise UsageError(
                 "the flow has no id",
                 where=Location(file=path) if path else None,
-                hint="give --id ID, or a `name:` in the flow file to make the id from",
+                hint="give --id ID",
             )
     _check_slug(flow_id, where=Location(file=path) if path else None)
     decision = _policy().assess(flow)

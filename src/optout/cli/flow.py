@@ -64,7 +64,7 @@ def add_cmd(
         ..., metavar="FLOW.yaml", help="The flow file (see README 'Flow files')."
     ),
     flow_id: str | None = typer.Option(
-        None, "--id", metavar="ID", help="The flow's id (a slug); default: made from its name."
+        None, "--id", metavar="ID", help="The flow's id (a slug); default: the file name without .yaml."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the registered flow as JSON."),
 ) -> None:
