@@ -199,12 +199,8 @@ def parse_profile(data: bytes, *, source: str = "profile") -> Profile:
     if raw.get("format", PROFILE_FORMAT) != PROFILE_FORMAT:
         raise InputError(f"profile {source}: unknown format", where=where, hint=f"format: {PROFILE_FORMAT}")
     consent = raw["consent"]
-    if not isinstance(consent, dict) or "column" not in consent or "yes_values" not in consent:
-        raise InputError(
-            f"profile {source}: consent must give column and yes_values (and no_values)",
-            where=where,
-            hint='consent: {column: consent_status, yes_values: ["Yes"], no_values: ["No"]}',
-        )
+    if not isinstance(consent, dict):
+        consent = {}
     for k in consent:
         if isinstance(k, bool):
             raise InputError(
@@ -216,8 +212,15 @@ def parse_profile(data: bytes, *, source: str = "profile") -> Profile:
             raise InputError(
                 f"profile {source}: unknown key consent.{k}{_did_you_mean(str(k), _CONSENT_KEYS)}",
                 where=where,
-                hint="consent takes column, yes and no",
+                hint="consent takes column, yes_values and no_values",
             )
+
+    if "column" not in consent or "yes_values" not in consent:
+        raise InputError(
+            f"profile {source}: consent must give column and yes_values (and no_values)",
+            where=where,
+            hint='consent: {column: consent_status, yes_values: ["Yes"], no_values: ["No"]}',
+        )
 
     def names(key: str, value: Any) -> tuple[str, ...]:
         if isinstance(value, str):
@@ -240,18 +243,18 @@ def parse_profile(data: bytes, *, source: str = "profile") -> Profile:
     no = names("consent.no_values", consent.get("no_values") or [])
     nhs = str(raw["nhs_number_column"]).strip()
     col = str(consent["column"]).strip()
+    if nhs in audit_f or col in audit_f:
+        raise InputError(
+            f"profile {source}: the NHS number and consent status columns cannot be audit fields",
+            where=where,
+            hint="list them under registry_fields, or leave them out (they are always kept)",
+        )
     both = sorted(set(registry) & set(audit_f))
     if both:
         raise InputError(
             f"profile {source}: {', '.join(both)} listed as both registry and audit fields",
             where=where,
             hint="a field is either in the registry minimum dataset (s251) or an audit item (consent)",
-        )
-    if nhs in audit_f or col in audit_f:
-        raise InputError(
-            f"profile {source}: the NHS number and consent status columns cannot be audit fields",
-            where=where,
-            hint="list them under registry_fields, or leave them out (they are always kept)",
         )
     clash = {v.casefold() for v in yes} & {v.casefold() for v in no}
     if clash:
@@ -587,16 +590,18 @@ def collect(
                 import pyarrow.parquet as pq
 
                 pq.write_table(result, tmp)
-            else:
-                from pyarrow import csv as pacsv
+            else:  # DuckDB writes CSV quoting only where needed, blanks for nulls
+                from optout.tables import connect, quote_literal
 
-                pacsv.write_csv(
-                    result,
-                    tmp,
-                    write_options=pacsv.WriteOptions(
-                        delimiter=source.delimiter or ",", quoting_style="needed", include_header=True
-                    ),
-                )
+                con = connect()
+                try:
+                    con.register("collected", result)
+                    delim = quote_literal(source.delimiter or ",")
+                    con.execute(
+                        f"COPY collected TO {quote_literal(tmp)} (FORMAT csv, HEADER, DELIMITER {delim})"
+                    )
+                finally:
+                    con.close()
 
         output_sha = _write_atomically(out_path, write)
 
