@@ -245,6 +245,11 @@ def _describe_failure(part: _Part, conditions: Mapping[str, Any], failed: list[s
     return "; ".join(bits)
 
 
+def _unknown(missing: list[str], clause: str, what: str) -> _Test:
+    text = f"Cannot tell {what} without {', '.join(missing)}."
+    return _Test(UNKNOWN, [Reason(text, clause, kind="missing")], missing=missing)
+
+
 # --- the five tests ----------------------------------------------------------------------------
 
 
@@ -297,7 +302,7 @@ def _scope(part: _Part) -> _Test:
         if v is None
     ]
     if missing:
-        return _Test(UNKNOWN, [], missing=missing)
+        return _unknown(missing, "002 SCOPE", "whether the data is in scope")
     funded = (
         "funded by a public body" if funding == "public" else "funded by or under contract with a public body"
     )
@@ -333,7 +338,9 @@ def _confidentiality(part: _Part) -> _Test:
         kind="note",
     )
     if conf is None:
-        return _Test(UNKNOWN, [], missing=["data.confidentiality"])
+        return _unknown(
+            ["data.confidentiality"], "002 SCOPE", "whether the data is confidential patient information"
+        )
     if conf == "anonymised":
         return _Test(
             LIFTS,
@@ -383,7 +390,7 @@ def _confidentiality(part: _Part) -> _Test:
 def _direct_care(part: _Part) -> _Test:
     purpose = part.purpose
     if purpose is None:
-        return _Test(UNKNOWN, [], missing=["purpose"])
+        return _unknown(["purpose"], "002 DIRECT CARE", "whether the flow is for direct care")
     entry = vocabulary()["purposes"][purpose]
     family, label = entry["family"], entry["label"]
     if family != "direct-care":
@@ -459,7 +466,7 @@ def _direct_care(part: _Part) -> _Test:
     if purpose == "local-audit" and across is None:
         missing.append("across_organisations")
     if missing:
-        return _Test(UNKNOWN, [], missing=missing)
+        return _unknown(missing, "002 DIRECT CARE", f"whether {label.lower()} counts as direct care")
     ex = exemption("direct-care")
     reasons = [
         Reason(
@@ -477,7 +484,9 @@ def _direct_care(part: _Part) -> _Test:
 def _disclosure(part: _Part) -> _Test:
     role = part.get("recipient.role")
     if role is None:
-        return _Test(UNKNOWN, [], missing=["recipient.role"])
+        return _unknown(
+            ["recipient.role"], "002 DISCLOSURES TO PROVIDERS / SUPPLIERS", "whether the flow is a disclosure"
+        )
     if role == "processor":
         return _Test(
             LIFTS,
@@ -504,7 +513,11 @@ def _disclosure(part: _Part) -> _Test:
         )
     expected = part.get("reasonably_expected")
     if expected is None:
-        return _Test(UNKNOWN, [], missing=["reasonably_expected"])
+        return _unknown(
+            ["reasonably_expected"],
+            "002 INTERNAL ACTIVITIES",
+            "whether this internal use must consider the opt-out",
+        )
     if expected:
         return _Test(
             LIFTS,
@@ -545,7 +558,8 @@ def _exemptions(part: _Part) -> _Test:
                 lifted = True
                 break
             if result is None:
-                best_unknown = unk if best_unknown is None else best_unknown
+                # ask first for the fact the others hang on (schema order: purpose, legal basis, ...)
+                best_unknown = _in_schema_order(unk)[:1] if best_unknown is None else best_unknown
             else:
                 failures.append((conditions, failed))
         if lifted:
