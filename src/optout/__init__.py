@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from optout.cleaned_list import AllowList, read_cleaned_list
 from optout.errors import (
     InputError,
     IntegrityError,
@@ -20,8 +21,10 @@ from optout.errors import (
 )
 from optout.nhs_number import NHSNumber
 from optout.policy import Decision, Flow, assess, load_flow
+from optout.release import ReleaseReport, apply_opt_outs
 
 __all__ = [
+    "AllowList",
     "Decision",
     "Flow",
     "InputError",
@@ -32,9 +35,12 @@ __all__ = [
     "OutputError",
     "PendingError",
     "PolicyRefusal",
+    "ReleaseReport",
     "TransportError",
     "UsageError",
     "__version__",
+    "apply_opt_outs",
     "assess",
     "load_flow",
+    "read_cleaned_list",
 ]

@@ -1,0 +1,142 @@
+"""The one interface every engine implements, and the row classification they all share.
+
+Each row of each table gets exactly one *status* (why it stays or goes). The rules, in order:
+
+1. a table with an NHS-number column classifies the row by its own number:
+   - number missing/invalid (``optout.nhs_number.Reason``), 001 §8.2:
+     ``release`` -> KEPT_UNDER_REASON; ``trace`` -> the number from the trace index, or
+     REMOVED_UNTRACED when there is none (or it is invalid, or the id maps to two numbers);
+     ``withhold`` / ``fail`` -> REMOVED_INVALID (``fail`` stops before anything is written);
+   - a valid number not in the submitted cohort (when known) -> REMOVED_NOT_IN_COHORT (a process
+     error: the number was never checked);
+   - a valid number on the cleaned list -> KEPT; otherwise REMOVED_NOT_ON_LIST (with a cohort:
+     submitted but not returned, i.e. opted out).
+2. a linked table (``child.col=parent.col``), 001 §8.1 whole-record removal: the row goes out only
+   when every parent row with that key goes out and they belong to one person; otherwise
+   REMOVED_WITH_PARENT, or REMOVED_ORPHAN when no parent row has the key (fail closed). A linked
+   table with its own NHS column must pass both tests.
+
+Engines: ``reference`` (pure Python, small data, the executable spec) and ``duckdb`` (streaming).
+A hypothesis test asserts they agree on random tables, lists and links.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from optout.release.plan import ReleasePlan
+
+__all__ = ["PROBLEM_ROWS_SHOWN", "Engine", "Lists", "Status", "TableCounts", "get_engine"]
+
+PROBLEM_ROWS_SHOWN = 20  # row numbers of problem rows listed per table
+
+
+class Status(enum.IntEnum):
+    KEPT = 0
+    KEPT_UNDER_REASON = 1
+    KEPT_WITH_PARENT = 2
+    REMOVED_NOT_ON_LIST = 10
+    REMOVED_NOT_IN_COHORT = 11
+    REMOVED_INVALID = 12
+    REMOVED_UNTRACED = 13
+    REMOVED_WITH_PARENT = 14
+    REMOVED_ORPHAN = 15
+
+    @property
+    def kept(self) -> bool:
+        return self.value < 10
+
+    def label(self, *, cohort_known: bool) -> str:
+        if self is Status.REMOVED_NOT_ON_LIST:
+            return "opted_out" if cohort_known else "not_on_cleaned_list"
+        return _LABELS[self]
+
+
+_LABELS = {
+    Status.KEPT: "on_cleaned_list",
+    Status.KEPT_UNDER_REASON: "released_under_reason",
+    Status.KEPT_WITH_PARENT: "linked_to_kept_row",
+    Status.REMOVED_NOT_IN_COHORT: "not_in_cohort",
+    Status.REMOVED_INVALID: "invalid_nhs_number",
+    Status.REMOVED_UNTRACED: "untraced",
+    Status.REMOVED_WITH_PARENT: "linked_to_removed_row",
+    Status.REMOVED_ORPHAN: "orphan",
+}
+
+KEPT_CODES = tuple(int(s) for s in Status if s.kept)
+
+
+@dataclass
+class Lists:
+    """What the rows are checked against (sorted unique int64 arrays)."""
+
+    allow: np.ndarray
+    cohort: np.ndarray | None = None
+
+
+@dataclass
+class TableCounts:
+    """What an engine found in one table. Never holds a number or any other row value."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    # status -> [rows, distinct people]
+    by_status: dict[Status, list[int]] = field(default_factory=dict)
+    # NHS-number reason label -> rows (missing, wrong length, ...), before any tracing
+    invalid: dict[str, int] = field(default_factory=dict)
+    problem_rows: list[int] = field(default_factory=list)  # 1-based data rows, first few
+    traced: int = 0  # rows whose number came from the trace index (then classified)
+    people_kept: int = 0
+    people_removed: int = 0
+
+
+ProgressFn = Callable[[str, str], None]
+
+
+class Engine(ABC):
+    """Classify every table first (nothing written), then write each table's kept rows."""
+
+    name: str = "?"
+
+    def __init__(self, *, memory_limit: str | None = None, temp_dir: Path | None = None) -> None:
+        self.memory_limit = memory_limit
+        self.temp_dir = temp_dir
+
+    @abstractmethod
+    def classify(
+        self, plan: ReleasePlan, lists: Lists, progress: ProgressFn | None = None
+    ) -> dict[str, TableCounts]:
+        """Count every table's rows by status, in plan order (parents first)."""
+
+    @abstractmethod
+    def write(self, table: str, out_path: Path) -> int:
+        """Write the kept rows of ``table`` (after ``classify``); return the rows written."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def get_engine(name: str, **kwargs: object) -> Engine:
+    from optout.errors import UsageError
+
+    if name == "duckdb":
+        from optout.release.engines.duckdb import DuckDBEngine
+
+        return DuckDBEngine(**kwargs)  # type: ignore[arg-type]
+    if name == "reference":
+        from optout.release.engines.reference import ReferenceEngine
+
+        return ReferenceEngine(**kwargs)  # type: ignore[arg-type]
+    raise UsageError(f"unknown engine {name!r}", hint="use --engine duckdb (default) or --engine reference")

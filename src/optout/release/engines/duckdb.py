@@ -1,0 +1,315 @@
+"""The DuckDB engine: streams every table, holding only the allow-list (and a 1-bit-per-row mask).
+
+Per table, one scan classifies every row (reading only the NHS-number, trace and link columns of a
+Parquet file) and returns, in one aggregate, the counts per status, the distinct people, and the
+row numbers of the removed rows. Those become a bit mask; the output is then one streaming
+``COPY (SELECT t.* FROM table t POSITIONAL JOIN mask WHERE keep) TO ...``, which keeps the
+source's row order (a hash join would not: DuckDB reorders its output across threads), its
+header/schema, CSV dialect and Parquet compression. DuckDB's memory limit is set and it spills
+to a temporary folder inside the release's temporary folder.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import errno
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from optout.errors import OptoutError, OutputError
+from optout.nhs_number import Reason, sql_normalised, sql_reason
+from optout.release.engines.base import (
+    KEPT_CODES,
+    PROBLEM_ROWS_SHOWN,
+    Engine,
+    Lists,
+    ProgressFn,
+    Status,
+    TableCounts,
+)
+from optout.release.plan import PlannedTable, ReleasePlan
+from optout.tables import TableSource, connect, quote_ident, quote_literal, translate_duckdb_error
+
+__all__ = ["DuckDBEngine", "output_error"]
+
+_CODECS = {"SNAPPY", "GZIP", "ZSTD", "BROTLI", "LZ4", "LZ4_RAW", "UNCOMPRESSED"}
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def output_error(exc: BaseException, path: Path) -> OptoutError:
+    """A write failure as an OutputError (disk full, size limit, permissions)."""
+    text = str(exc)
+    err = getattr(exc, "errno", None)
+    if err in _FULL or "No space left" in text or "File too large" in text or "quota" in text.lower():
+        return OutputError(
+            f"the disk is full (or a file size limit was reached) while writing {path.name}",
+            hint="free some space or choose another --out folder; nothing was left half-written",
+        )
+    if err in (errno.EACCES, errno.EPERM, errno.EROFS) or "Permission denied" in text or "Read-only" in text:
+        return OutputError(
+            f"not allowed to write {path.name}",
+            hint="choose an --out folder your account may write to",
+        )
+    return OutputError(
+        f"could not write {path.name} ({exc.__class__.__name__})",
+        hint="check the --out folder is writable and has free space",
+    )
+
+
+def _key_expr(column: str) -> str:
+    """Link/trace keys are compared as text ('' is no key)."""
+    return f"NULLIF(CAST({quote_ident(column)} AS VARCHAR), '')"
+
+
+class DuckDBEngine(Engine):
+    name = "duckdb"
+
+    def __init__(self, *, memory_limit: str | None = None, temp_dir: Path | None = None) -> None:
+        super().__init__(memory_limit=memory_limit, temp_dir=temp_dir)
+        self.con: Any = connect(memory_limit=memory_limit or "2GB", temp_dir=temp_dir)
+        self._plan: ReleasePlan | None = None
+        self._masks: dict[str, pa.BooleanArray] = {}
+        self._expected: dict[str, int] = {}
+        self._sources: dict[str, TableSource] = {}
+
+    def close(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+
+    # ------------------------------------------------------------------ classification
+
+    def _scan(self, src: TableSource) -> tuple[str, str]:
+        if src.format == "parquet":
+            return f"read_parquet({quote_literal(src.path)}, file_row_number=true)", "file_row_number"
+        return src.scan_sql(), "(row_number() OVER () - 1)"
+
+    def _classified_sql(self, t: PlannedTable, plan: ReleasePlan, lists: Lists) -> str:
+        src = t.source
+        scan, rn = self._scan(src)
+        cols = [f"{rn} AS __rn"]
+        if t.nhs_column is not None:
+            ty = src.types.get(t.nhs_column, "VARCHAR")
+            c = quote_ident(t.nhs_column)
+            cols.append(f"{sql_reason(c, ty, chi=t.chi)} AS __reason")
+            cols.append(f"{sql_normalised(c, ty, chi=t.chi)} AS __norm")
+        else:
+            cols.append("0 AS __reason")
+            cols.append("CAST(NULL AS BIGINT) AS __norm")
+        if t.trace_key is not None:
+            cols.append(f"{_key_expr(t.trace_key)} AS __tk")
+        if t.link is not None:
+            cols.append(f"{_key_expr(t.link.child_column)} AS __lk")
+        for i, child in enumerate(t.children):
+            cols.append(f"{_key_expr(child.parent_column)} AS __ck{i}")
+        base = f"SELECT {', '.join(cols)} FROM {scan}"
+        joins = []
+        tn = "CAST(NULL AS BIGINT)"
+        if t.trace_key is not None:
+            joins.append("LEFT JOIN __trace ti ON b.__norm IS NULL AND ti.k = b.__tk")
+            tn = "ti.n"
+        person = f"coalesce(b.__norm, {tn})"
+        if t.nhs_column is not None:
+            joins.append(f"LEFT JOIN __allow a ON a.n = {person}")
+            if lists.cohort is not None:
+                joins.append(f"LEFT JOIN __cohort co ON co.n = {person}")
+            if plan.unmatched == "release":
+                unmatched = f"WHEN b.__norm IS NULL THEN {int(Status.KEPT_UNDER_REASON)}"
+            elif t.trace_key is not None:
+                unmatched = f"WHEN {person} IS NULL THEN {int(Status.REMOVED_UNTRACED)}"
+            else:
+                unmatched = f"WHEN b.__norm IS NULL THEN {int(Status.REMOVED_INVALID)}"
+            cohort = (
+                f"WHEN co.n IS NULL THEN {int(Status.REMOVED_NOT_IN_COHORT)}"
+                if lists.cohort is not None
+                else ""
+            )
+            own = (
+                f"CASE {unmatched} {cohort} WHEN a.n IS NOT NULL THEN {int(Status.KEPT)} "
+                f"ELSE {int(Status.REMOVED_NOT_ON_LIST)} END"
+            )
+        else:
+            own = str(int(Status.KEPT_WITH_PARENT))
+        status = own
+        if t.link is not None:
+            joins.append(
+                f"LEFT JOIN {self._keys_name(t.link.parent, t.link.parent_column)} pk ON pk.k = b.__lk"
+            )
+            status = (
+                f"CASE WHEN ({own}) >= 10 THEN ({own}) "
+                f"WHEN pk.k IS NULL THEN {int(Status.REMOVED_ORPHAN)} "
+                f"WHEN NOT pk.kept THEN {int(Status.REMOVED_WITH_PARENT)} ELSE ({own}) END"
+            )
+            if t.nhs_column is None:
+                person = "pk.person"
+        traced = "(b.__norm IS NULL AND ti.n IS NOT NULL)" if t.trace_key is not None else "false"
+        extra = "".join(f", b.__ck{i}" for i in range(len(t.children)))
+        return (
+            f"SELECT b.__rn, b.__reason, {person} AS __person, {status} AS __status, "
+            f"{traced} AS __traced{extra} FROM ({base}) b {' '.join(joins)}"
+        )
+
+    @staticmethod
+    def _keys_name(table: str, column: str) -> str:
+        return quote_ident(f"__keys_{table}_{column}")
+
+    def _register(self, name: str, values: np.ndarray) -> None:
+        self.con.register(f"{name}_arrow", pa.table({"n": pa.array(values, type=pa.int64())}))
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT n FROM {name}_arrow")
+        self.con.unregister(f"{name}_arrow")
+
+    def _register_trace(self, plan: ReleasePlan) -> None:
+        assert plan.trace is not None
+        tr = plan.trace
+        ty = tr.source.types.get(tr.nhs_column, "VARCHAR")
+        c = quote_ident(tr.nhs_column)
+        sql = (
+            "CREATE OR REPLACE TEMP TABLE __trace AS "
+            f"SELECT k, CASE WHEN count(*) = count(n) AND count(DISTINCT n) = 1 THEN min(n) END AS n "
+            f"FROM (SELECT {_key_expr(tr.key_column)} AS k, {sql_normalised(c, ty)} AS n "
+            f"FROM {tr.source.scan_sql()}) WHERE k IS NOT NULL GROUP BY k"
+        )
+        self._run(sql, tr.source)
+
+    def _run(self, sql: str, src: TableSource, *, column: str | None = None) -> Any:
+        try:
+            return self.con.execute(sql)
+        except duckdb.Error as exc:
+            raise translate_duckdb_error(exc, src.path, column=column) from None
+
+    def classify(
+        self, plan: ReleasePlan, lists: Lists, progress: ProgressFn | None = None
+    ) -> dict[str, TableCounts]:
+        self._plan = plan
+        self._register("__allow", lists.allow)
+        if lists.cohort is not None:
+            self._register("__cohort", lists.cohort)
+        if plan.trace is not None:
+            self._register_trace(plan)
+        out: dict[str, TableCounts] = {}
+        kept = ", ".join(str(k) for k in KEPT_CODES)
+        for t in plan.tables:
+            if progress:
+                progress(t.name, "checking")
+            src = t.source
+            self._sources[t.name] = src
+            classified = self._classified_sql(t, plan, lists)
+            for i, child in enumerate(t.children):
+                self._run(
+                    f"CREATE OR REPLACE TEMP TABLE {self._keys_name(t.name, child.parent_column)} AS "
+                    f"SELECT __ck{i} AS k, bool_and(__status IN ({kept})) AND count(DISTINCT __person) <= 1 "
+                    f"AS kept, min(__person) AS person FROM ({classified}) "
+                    f"WHERE __ck{i} IS NOT NULL GROUP BY 1",
+                    src,
+                )
+            rows = self._run(
+                f"""SELECT __status, __reason, count(*) AS n, count(DISTINCT __person) AS people,
+                       count(*) FILTER (WHERE __traced) AS traced,
+                       list(__rn) FILTER (WHERE __status NOT IN ({kept})) AS removed,
+                       min(__rn, {PROBLEM_ROWS_SHOWN}) FILTER (WHERE __reason <> 0) AS problems,
+                       GROUPING(__status, __reason) AS g, (__status IN ({kept})) AS is_kept
+                    FROM ({classified}) c
+                    GROUP BY GROUPING SETS ((__status, __reason), (is_kept))""",
+                src,
+            ).fetchall()
+            counts = TableCounts()
+            removed: list[np.ndarray] = []
+            problems: list[int] = []
+            for status, reason, n, people, traced, rem, probs, g, is_kept in rows:
+                if g == 0:
+                    st = Status(int(status))
+                    counts.rows_in += n
+                    entry = counts.by_status.setdefault(st, [0, 0])
+                    entry[0] += n
+                    entry[1] += people
+                    if reason:
+                        label = Reason(int(reason)).label
+                        counts.invalid[label] = counts.invalid.get(label, 0) + n
+                    counts.traced += traced
+                    if rem:
+                        removed.append(np.asarray(rem, dtype=np.int64))
+                    if probs:
+                        problems.extend(int(p) for p in probs)
+                else:
+                    if is_kept:
+                        counts.people_kept = people
+                    else:
+                        counts.people_removed = people
+            counts.problem_rows = sorted(p + 1 for p in problems)[:PROBLEM_ROWS_SHOWN]
+            rem_idx = np.concatenate(removed) if removed else np.empty(0, dtype=np.int64)
+            counts.rows_out = counts.rows_in - int(rem_idx.size)
+            self._masks[t.name] = _mask(counts.rows_in, rem_idx)
+            self._expected[t.name] = counts.rows_out
+            out[t.name] = counts
+        return out
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, table: str, out_path: Path) -> int:
+        src = self._sources[table]
+        mask_name = f"__mask_{len(self._masks)}_{abs(hash(table))}"
+        self.con.register(mask_name, pa.table({"__keep": self._masks[table]}))
+        scan = src.scan_sql()
+        query = f"SELECT t.* FROM {scan} t POSITIONAL JOIN {mask_name} m WHERE m.__keep"
+        raw = out_path
+        if src.format == "parquet":
+            codec = (src.compression or "SNAPPY").upper()
+            codec = codec if codec in _CODECS else "SNAPPY"
+            opts = f"FORMAT parquet, COMPRESSION {codec}"
+        else:
+            post = src.encoding in ("latin-1", "utf-8-sig")
+            if post:
+                raw = out_path.with_name(out_path.name + ".utf8")
+            opts = (
+                f"FORMAT csv, HEADER true, DELIMITER {quote_literal(src.delimiter or ',')}, "
+                f"QUOTE {quote_literal(src.quote or chr(34))}, ESCAPE {quote_literal(src.quote or chr(34))}, "
+                f"NEW_LINE {quote_literal(src.newline or chr(10))}"
+            )
+        try:
+            n = self.con.execute(f"COPY ({query}) TO {quote_literal(raw)} ({opts})").fetchone()[0]
+        except duckdb.Error as exc:
+            text = str(exc)
+            if str(raw) in text or "No space" in text or "File too large" in text or "write" in text.lower():
+                raise output_error(exc, out_path) from None
+            raise translate_duckdb_error(exc, src.path) from None
+        finally:
+            self.con.unregister(mask_name)
+        if src.format == "csv" and raw != out_path:
+            _reencode(raw, out_path, src.encoding or "utf-8")
+        if int(n) != self._expected[table]:
+            raise OptoutError(
+                f"internal check failed: {table} wrote {n} rows where {self._expected[table]} were expected",
+                hint="this is a bug; nothing was released. Run again with --engine reference and report it",
+            )
+        return int(n)
+
+
+def _mask(n: int, removed: np.ndarray) -> pa.BooleanArray:
+    """A bit-packed keep mask of ``n`` rows with ``removed`` row indexes cleared."""
+    packed = np.full((n + 7) // 8, 0xFF, dtype=np.uint8)
+    if removed.size:
+        np.bitwise_and.at(packed, removed >> 3, np.invert(np.left_shift(1, removed & 7).astype(np.uint8)))
+    return pa.BooleanArray.from_buffers(pa.bool_(), n, [None, pa.py_buffer(packed)])
+
+
+def _reencode(raw: Path, out_path: Path, encoding: str) -> None:
+    """DuckDB writes UTF-8: give the file back its source encoding (Latin-1, or UTF-8 with BOM)."""
+    try:
+        with raw.open("rb") as fin, out_path.open("wb") as fout:
+            if encoding == "utf-8-sig":
+                fout.write(codecs.BOM_UTF8)
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            else:
+                dec = codecs.getincrementaldecoder("utf-8")()
+                for block in iter(lambda: fin.read(1 << 20), b""):
+                    fout.write(dec.decode(block).encode(encoding))
+                fout.write(dec.decode(b"", final=True).encode(encoding))
+        os.unlink(raw)
+    except OSError as exc:
+        raise output_error(exc, out_path) from None
