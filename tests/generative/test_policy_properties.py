@@ -1,0 +1,95 @@
+"""Properties of the decision over open-ended flows (hypothesis).
+
+The central one is "never a guess": if the tool decides with some facts unknown, learning those
+facts never changes the answer. (The one documented exception is ``approvals``: an absent list
+means "none", so it is never unknown.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optout.errors import InputError
+from optout.policy import FACTS, OUTCOMES, assess
+from optout.policy.flow import Flow
+
+ENUMS = [s for s in FACTS if s.kind in ("enum", "enum-list", "bool")]
+
+
+def _value(spec: Any) -> st.SearchStrategy[Any]:
+    if spec.kind == "bool":
+        return st.booleans()
+    values = list(spec.values)
+    if spec.kind == "enum-list":
+        return st.lists(st.sampled_from(values), min_size=1, max_size=2, unique=True)
+    return st.sampled_from(values)
+
+
+@st.composite
+def flows(draw: st.DrawFn) -> dict[str, Any]:
+    facts: dict[str, Any] = {}
+    for spec in ENUMS:
+        if draw(st.booleans()):
+            facts[spec.path] = draw(_value(spec))
+    if draw(st.booleans()):
+        facts["approvals"] = draw(
+            st.lists(
+                st.sampled_from(["PIAG 03(a)/2001", "15/CAG/0207", "21/CAG/0001", "CAG 8-02 (a-c)/2014"]),
+                max_size=2,
+            )
+        )
+    return facts
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def decide(flat: dict[str, Any]) -> Any:
+    try:
+        return assess(nest(flat))
+    except InputError:
+        return None  # contradictory facts: refused, never decided
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(flows(), st.data())
+def test_a_decision_never_changes_when_unknown_facts_become_known(
+    full: dict[str, Any], data: st.DataObject
+) -> None:
+    whole = decide(full)
+    if whole is None:
+        return
+    keep = data.draw(st.lists(st.sampled_from(sorted(full)), unique=True)) if full else []
+    partial_facts = {k: v for k, v in full.items() if k in keep or k == "approvals"}
+    partial = decide(partial_facts)
+    assert partial is not None
+    if partial.outcome != "cannot-decide":
+        assert partial.outcome == whole.outcome, (partial_facts, full)
+
+
+@settings(max_examples=300, deadline=None)
+@given(flows())
+def test_every_decision_is_explained(flat: dict[str, Any]) -> None:
+    decision = decide(flat)
+    if decision is None:
+        return
+    assert decision.outcome in OUTCOMES
+    assert decision.reasons
+    assert all(r.clause and r.file for r in decision.reasons)
+    assert (decision.outcome == "cannot-decide") == bool(decision.missing)
+    assert all(m not in Flow.from_mapping(nest(flat)).facts for m in decision.missing)
+    if decision.outcome == "applies":
+        assert decision.compliance == "opt-out-applied" and decision.exemption is None
+    if decision.outcome == "does-not-apply":
+        assert decision.compliance
