@@ -1,9 +1,184 @@
-"""CLI commands for this area (filled in by the issue that owns it)."""
+"""``optout apply``: remove opted-out people's whole records from an extract (a thin wrapper over
+``optout.apply_opt_outs``)."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import typer
+
+from optout.errors import UsageError
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, str], None] | None]:
+    """Rich progress on stderr, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(table: str, phase: str) -> None:
+            bar.update(task, description=f"{phase} {table}")
+
+        yield update
+
+
+def apply_cmd(
+    tables: list[Path] = typer.Argument(
+        ..., metavar="TABLE...", help="Extract tables (CSV or Parquet); each is named by its file's stem."
+    ),
+    cleaned_list: Path | None = typer.Option(
+        None,
+        "--cleaned-list",
+        metavar="FILE",
+        help="The check service's reply (.dat) or a one-column CSV: the people WITHOUT an opt-out.",
+    ),
+    out: Path = typer.Option(..., "--out", metavar="DIR", help="The release folder to create."),
+    checked_at: str | None = typer.Option(
+        None,
+        "--checked-at",
+        metavar="TIME",
+        help="When the list was checked (ISO-8601 with zone, e.g. 2026-03-01T09:30:00Z); "
+        "read from FILE.json when `optout check` wrote one.",
+    ),
+    cohort: Path | None = typer.Option(
+        None,
+        "--cohort",
+        metavar="FILE",
+        help="The cohort submitted for checking; rows whose number was never submitted are removed "
+        "and counted apart (not_in_cohort).",
+    ),
+    nhs_column: list[str] = typer.Option(
+        [],
+        "--nhs-column",
+        metavar="TABLE=COL",
+        help="The NHS-number column of a table (else detected by name).",
+    ),
+    link: list[str] = typer.Option(
+        [],
+        "--link",
+        metavar="CHILD.COL=PARENT.COL",
+        help="A table without NHS numbers: its rows go out only with their parent row (001 §8.1).",
+    ),
+    chi: list[str] = typer.Option(
+        [], "--chi", metavar="TABLE", help="The table's NHS-number column holds Scottish CHI numbers."
+    ),
+    unmatched: str = typer.Option(
+        "fail",
+        "--unmatched",
+        metavar="fail|withhold|trace|release",
+        help="Rows whose NHS number is missing or invalid (001 §8.2): fail (stop), withhold (remove), "
+        "trace (look up in --trace-index), release (keep, with --reason).",
+    ),
+    trace_index: Path | None = typer.Option(
+        None, "--trace-index", metavar="FILE", help="CSV/Parquet of local identifier -> NHS number (trace)."
+    ),
+    trace_key: list[str] = typer.Option(
+        [],
+        "--trace-key",
+        metavar="TABLE=COL",
+        help="The table's column to look up in the trace index (default: the index's id column name).",
+    ),
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        metavar="disproportionate-effort|legally-restricted",
+        help="Why unmatched rows are released (--unmatched release); recorded in the manifest.",
+    ),
+    report: Path | None = typer.Option(
+        None, "--report", metavar="FILE.json", help="Also write the report here."
+    ),
+    report_for: str = typer.Option(
+        "internal", "--report-for", metavar="internal|external", help="external: counts 1-4 shown as <5."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Report what would be kept and removed; write nothing."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace DIR if it exists (atomically)."),
+    flow: str | None = typer.Option(
+        None, "--flow", metavar="ID", help="The registered data flow this is for."
+    ),
+    engine: str = typer.Option(
+        "duckdb", "--engine", metavar="duckdb|reference", help="Engine (default duckdb)."
+    ),
+    memory_limit: str | None = typer.Option(
+        None,
+        "--memory-limit",
+        metavar="SIZE",
+        help="DuckDB memory limit, e.g. 2GB (default 2GB); it spills beyond.",
+    ),
+    encoding: str | None = typer.Option(
+        None, "--encoding", metavar="ENC", help="CSV encoding (utf-8, utf-8-sig, latin-1); default: sniffed."
+    ),
+    delimiter: str | None = typer.Option(
+        None, "--delimiter", metavar="CHAR", help="CSV delimiter; default: sniffed."
+    ),
+    quote: str | None = typer.Option(
+        None, "--quote", metavar="CHAR", help='CSV quote character (default ").'
+    ),
+) -> None:
+    """Remove every opted-out person's whole record from the tables, into a new release folder.
+
+    A row goes out only when its person's NHS number is on the cleaned list (or, for a linked
+    table, when its parent row goes out). Writes DIR atomically with release.json (inputs and
+    outputs with SHA-256 and row counts, the check time, the disclosure deadline, the choices
+    made), records the release, and prints the report. Exit 4 when refused by policy (unmatched
+    NHS numbers with --unmatched fail, or the deadline has passed).
+    """
+    from rich.console import Console
+
+    from optout.release import apply_opt_outs
+
+    if report_for not in ("internal", "external"):
+        raise UsageError(f"--report-for {report_for!r} is not a choice", hint="use internal or external")
+    with _progress() as progress:
+        rep = apply_opt_outs(
+            tables,
+            out_dir=out,
+            cleaned_list=cleaned_list,
+            checked_at=checked_at,
+            cohort=cohort,
+            nhs_columns=nhs_column,
+            links=link,
+            chi_columns=chi,
+            unmatched=unmatched,
+            trace_index=trace_index,
+            trace_keys=trace_key,
+            release_reason=reason,
+            report_for=report_for,
+            dry_run=dry_run,
+            force=force,
+            flow_id=flow,
+            engine=engine,
+            memory_limit=memory_limit,
+            encoding=encoding,
+            delimiter=delimiter,
+            quote=quote,
+            progress=progress,
+        )
+    if report is not None:
+        rep.write(report, report_for=report_for)
+    if as_json:
+        typer.echo(rep.to_json(report_for=report_for), nl=False)
+    else:
+        rep.render(Console(soft_wrap=True), report_for=report_for)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the root app."""
+    app.command("apply")(apply_cmd)

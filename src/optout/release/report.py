@@ -159,29 +159,26 @@ class ReleaseReport:
         console = console or Console()
         d = self.to_dict(report_for=report_for)
         title = "optout apply" + (" (dry run: nothing written)" if self.dry_run else f" -> {self.out_dir}")
-        tbl = Table(title=title, show_lines=False)
-        for col in (
-            "table",
-            "rows in",
-            "rows out",
-            "removed",
-            "people kept",
-            "people removed",
-            "why removed",
-        ):
-            tbl.add_column(col, justify="left" if col in ("table", "why removed") else "right")
+        tbl = Table(title=title)
+        for col in ("table", "rows in", "rows out", "people kept", "people removed"):
+            tbl.add_column(col, justify="left" if col == "table" else "right")
         for t in d["tables"]:
-            why = ", ".join(f"{k} {v['rows']}" for k, v in t["removed"].items()) or "-"
             tbl.add_row(
                 t["name"],
                 str(t["rows_in"]),
                 str(t["rows_out"]),
-                str(t["rows_removed"]),
                 str(t["people_kept"]),
                 str(t["people_removed"]),
-                why,
             )
         console.print(tbl)
+        why = Table(title="why rows stay or go")
+        for col in ("table", "outcome", "reason", "rows", "people"):
+            why.add_column(col, justify="right" if col in ("rows", "people") else "left")
+        for t in d["tables"]:
+            for outcome in ("kept", "removed"):
+                for reason, c in t[outcome].items():
+                    why.add_row(t["name"], outcome, reason, str(c["rows"]), str(c["people"]))
+        console.print(why)
         console.print(
             f"checked {d['checked_at']} ({d['check_source']}); disclose by {d['deadline']} (001 §8.4); "
             f"unmatched NHS numbers: {d['unmatched']}"
