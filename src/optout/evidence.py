@@ -124,6 +124,30 @@ def _norm(value: str) -> str:
     return _iso(dt)
 
 
+def _period_label(start: datetime, end: datetime) -> str:
+    """ "2026-01-01 to 2026-03-31" for whole days (both included), else the two times (UTC)."""
+    midnight = time(0, 0)
+    s, e = start.astimezone(UTC), end.astimezone(UTC)
+    if s.time() == midnight and e.time() == midnight:
+        last = (e - timedelta(days=1)).date()
+        return f"{s.date()} to {last} (UTC, whole days)"
+    return f"{s.isoformat(timespec='minutes')} to {e.isoformat(timespec='minutes')} (UTC, end excluded)"
+
+
+def _compact(d: Any) -> str:
+    if not isinstance(d, dict):
+        return str(d)
+    parts = []
+    for k, v in d.items():
+        if v is None or v == [] or v == {}:
+            continue
+        text = (
+            json.dumps(v, ensure_ascii=False, separators=(", ", ": ")) if isinstance(v, (dict, list)) else v
+        )
+        parts.append(f"{k}: {text}")
+    return "; ".join(parts)
+
+
 @dataclass
 class EvidencePack:
     out_dir: Path
@@ -255,7 +279,7 @@ def build_evidence(
         "optout_version": __version__,
         "report_for": report_for,
         "suppression": "counts of people from 1 to 4 are shown as <5" if external else "none (internal)",
-        "period": {"from": s, "to": e, "to_is": "exclusive"},
+        "period": {"from": s, "to": e, "to_is": "exclusive", "label": _period_label(start, end)},
         "chain": verification.to_dict(),
         "head": {"seq": verification.head_seq, "hash": verification.head_hash},
         "summary": {
@@ -290,9 +314,7 @@ def render_html(data: dict[str, Any]) -> str:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["compact"] = lambda d: (
-        ", ".join(f"{k}: {v}" for k, v in d.items()) if isinstance(d, dict) else d
-    )
+    env.filters["compact"] = _compact
     env.filters["day"] = lambda t: (t or "")[:16].replace("T", " ")
     return env.get_template("evidence.html.j2").render(**data)
 

@@ -205,7 +205,7 @@ def test_html_report_is_readable_and_has_the_key_content(store: Store, tmp_path:
     pack = export(store, tmp_path / "pack")
     p = Text()
     p.feed(pack.html_path.read_text())
-    assert "2026-03-01" in p.title
+    assert "2026-03-01 to 2026-03-31" in p.title
     assert {"chain", "summary", "releases", "checks", "flows", "entries"} <= set(p.text)
     assert "Intact." in p.text["chain"] and pack.data["head"]["hash"] in p.text["chain"]
     assert "rel-late" in p.text["releases"] and "after the deadline" in p.text["releases"]
