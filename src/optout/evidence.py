@@ -186,7 +186,7 @@ def build_evidence(
             return {"unreadable": True}
         return suppress(d) if external else d
 
-    entry_dicts = [
+    entry_dicts: list[dict[str, Any]] = [
         {
             "seq": x.seq,
             "at": x.at,
