@@ -179,11 +179,9 @@ def _policy() -> Any:
 
 def _flow_from_mapping(doc: Mapping[str, Any], source: str) -> Any:
     """Validate a nested mapping of facts with the policy engine (InputError when wrong)."""
-    policy = _policy()
-    flow_cls = getattr(policy, "Flow", None)
-    if flow_cls is None:  # pragma: no cover - the policy package re-exports Flow
-        from optout.policy.flow import Flow as flow_cls
-    return flow_cls.from_mapping(dict(doc), source=source)
+    from optout.policy import Flow
+
+    return Flow.from_mapping(dict(doc), source=source)
 
 
 def _load(source: str | Path | Mapping[str, Any] | Any, label: str) -> Any:

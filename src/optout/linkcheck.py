@@ -333,13 +333,15 @@ def _name_findings(labels: list[str], file_columns: list[list[str]]) -> list[Fin
         if all(any(fi == i for fi, _c in by_kind.get(k, [])) for k in QUASI_KINDS)
     ]
     if len(quasi_files) > 1:
-        cols = [(labels[i], c) for k in QUASI_KINDS for i, c in by_kind[k] if i in quasi_files]
+        quasi_cols: list[tuple[str, str]] = [
+            (labels[i], c) for k in QUASI_KINDS for i, c in by_kind[k] if i in quasi_files
+        ]
         findings.append(
             Finding(
                 "shared-quasi-identifiers",
                 "date of birth and postcode together in "
                 f"{len(quasi_files)} files ({', '.join(labels[i] for i in quasi_files)})",
-                cols,
+                quasi_cols,
             )
         )
     return findings

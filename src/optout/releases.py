@@ -350,6 +350,16 @@ def verify_release_dir(release: Release) -> tuple[dict[str, Any], list[ManifestF
             where=Location(file=root / MANIFEST_NAME),
             hint="check the folder recorded for this release (`optout release show`); " + fix,
         )
+    mflow = manifest.get("flow")
+    if isinstance(mflow, dict) and (mflow.get("id"), mflow.get("version")) != (
+        release.flow_id,
+        release.flow_version,
+    ):
+        raise IntegrityError(
+            f"release {release.id}: the manifest names another flow or version than the release record",
+            where=Location(file=root / MANIFEST_NAME),
+            hint=fix,
+        )
     files = manifest_files(manifest)
     listed = set()
     for f in files:
@@ -565,7 +575,9 @@ def disclose(
         ins = conn.execute(
             disclosures.insert().values(release_id=release.id, recipient=to, disclosed_at=_iso(t), actor=who)
         )
-        disc_id = int(ins.inserted_primary_key[0])
+        key = ins.inserted_primary_key
+        assert key is not None
+        disc_id = int(key[0])
     details: dict[str, Any] = {
         "recipient": to,
         "flow_id": release.flow_id,
