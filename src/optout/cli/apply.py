@@ -146,6 +146,11 @@ def apply_cmd(
 
     if report_for not in ("internal", "external"):
         raise UsageError(f"--report-for {report_for!r} is not a choice", hint="use internal or external")
+    if flow is not None:  # the opt-out must apply to the flow: refuse does-not-apply / cannot-decide
+        from optout.flows import flow_for_release
+        from optout.store import open_store
+
+        flow_for_release(open_store(), flow)
     with _progress() as progress:
         rep = apply_opt_outs(
             tables,
