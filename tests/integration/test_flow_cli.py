@@ -104,3 +104,42 @@ def test_register_show_edit_and_a_release_invalidated_by_the_change(tmp_path: Pa
 
     unknown = run(home, "flow", "show", "hf-studdy")
     assert unknown.returncode == 9 and "hf-study" in unknown.stderr
+
+
+def test_new_user_path_flow_apply_release_disclose(tmp_path: Path) -> None:
+    import numpy as np
+
+    from optout.cleaned_list import write_dat
+    from optout.nhs_number import synthetic
+
+    home = tmp_path / "home"
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({**FLOW, "review_date": "2030-01-31"}), encoding="utf-8")
+    consent = tmp_path / "consented.yaml"
+    consent.write_text(yaml.safe_dump({**FLOW, "legal_basis": "explicit-consent"}), encoding="utf-8")
+    assert run(home, "flow", "add", str(study)).returncode == 0
+    assert run(home, "flow", "add", str(consent)).returncode == 0
+
+    people = synthetic(30, seed=3)
+    extract = tmp_path / "episodes.csv"
+    extract.write_text(
+        "nhs_number,los\n" + "".join(f"{n},{i}\n" for i, n in enumerate(people)), encoding="utf-8"
+    )
+    cleaned = tmp_path / "cleaned.dat"
+    write_dat(cleaned, np.sort(people[:27]))
+    checked = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    common = [str(extract), "--cleaned-list", str(cleaned), "--checked-at", checked]
+
+    no = run(home, "apply", *common, "--out", str(tmp_path / "out-c"), "--flow", "consented")
+    assert no.returncode == 4 and "needs no opt-out release" in no.stderr
+    assert not (tmp_path / "out-c").exists()
+
+    ok = run(home, "apply", *common, "--out", str(tmp_path / "out"), "--flow", "study")
+    assert ok.returncode == 0, ok.stderr
+    [rel] = json.loads(run(home, "release", "list", "--flow", "study", "--json").stdout)
+    assert (rel["state"], rel["flow_version"], rel["check_source"]) == ("prepared", 1, "one-off")
+    assert 18.9 < rel["days_left"] < 19.1
+
+    d = run(home, "release", "disclose", rel["id"], "--to", "University of Exampleshire")
+    assert d.returncode == 0, d.stderr
+    assert f"release {rel['id']} disclosed to University of Exampleshire" in d.stdout
