@@ -7,7 +7,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from optout.audit import verify as verify_audit_trail
 from optout.cleaned_list import AllowList, read_cleaned_list
+from optout.collection import collect as collect_submission
+from optout.collection import load_profile
 from optout.errors import (
     InputError,
     IntegrityError,
@@ -19,6 +22,7 @@ from optout.errors import (
     TransportError,
     UsageError,
 )
+from optout.evidence import export_evidence
 from optout.nhs_number import NHSNumber
 from optout.policy import Decision, Flow, assess, load_flow
 from optout.release import ReleaseReport, apply_opt_outs
@@ -41,6 +45,10 @@ __all__ = [
     "__version__",
     "apply_opt_outs",
     "assess",
+    "collect_submission",
+    "export_evidence",
     "load_flow",
+    "load_profile",
     "read_cleaned_list",
+    "verify_audit_trail",
 ]
