@@ -4,11 +4,14 @@ fails with the first bad entry")."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from optout import audit
 from optout.errors import IntegrityError, UsageError
@@ -219,3 +222,27 @@ def test_entries_between_is_half_open(chain: tuple[Store, Path]) -> None:
     store, _ = chain
     got = audit.entries_between(store, "2026-01-02", "2026-01-04")
     assert [e.seq for e in got] == [2, 3]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=12),
+    data=st.data(),
+    field=st.sampled_from(["at", "actor", "action", "subject", "details", "prev_hash", "hash"]),
+)
+def test_any_single_field_change_is_caught_at_that_entry(n: int, data: st.DataObject, field: str) -> None:
+    """Generative: change one field of one entry (in memory) and the check names that entry."""
+    items: list[audit.Entry] = []
+    prev = audit.GENESIS
+    for i in range(1, n + 1):
+        at, details = f"2026-01-01T00:00:{i:02d}+00:00", audit.canonical({"rows": i})
+        h = audit.entry_hash(i, at, "a", "x.y", None, details, prev)
+        items.append(audit.Entry(i, at, "a", "x.y", None, details, prev, h))
+        prev = h
+    assert audit.check_chain(items).ok
+    k = data.draw(st.integers(min_value=0, max_value=n - 1))
+    old = getattr(items[k], field)
+    new = data.draw(st.text(min_size=1, max_size=70).filter(lambda t: t != old and t != (old or "")))
+    items[k] = dataclasses.replace(items[k], **{field: new})
+    v = audit.check_chain(items)
+    assert not v.ok and v.first is not None and v.first.seq == k + 1
