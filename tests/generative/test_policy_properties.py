@@ -19,10 +19,22 @@ from optout.policy.flow import Flow
 ENUMS = [s for s in FACTS if s.kind in ("enum", "enum-list", "bool")]
 
 
+# In-scope values drawn half the time, so that many flows reach the later tests (direct care,
+# disclosure, exemptions) instead of stopping at scope.
+LIKELY = {
+    "origin.sector": "health",
+    "origin.country": "england",
+    "origin.funding": "public",
+    "data.confidentiality": "confidential",
+}
+
+
 def _value(spec: Any) -> st.SearchStrategy[Any]:
     if spec.kind == "bool":
         return st.booleans()
     values = list(spec.values)
+    if spec.path in LIKELY:
+        return st.one_of(st.just(LIKELY[spec.path]), st.sampled_from(values))
     if spec.kind == "enum-list":
         return st.lists(st.sampled_from(values), min_size=1, max_size=2, unique=True)
     return st.sampled_from(values)
@@ -32,7 +44,7 @@ def _value(spec: Any) -> st.SearchStrategy[Any]:
 def flows(draw: st.DrawFn) -> dict[str, Any]:
     facts: dict[str, Any] = {}
     for spec in ENUMS:
-        if draw(st.booleans()):
+        if draw(st.integers(0, 4)) > 0:  # most facts known, some not
             facts[spec.path] = draw(_value(spec))
     if draw(st.booleans()):
         facts["approvals"] = draw(
@@ -62,7 +74,7 @@ def decide(flat: dict[str, Any]) -> Any:
         return None  # contradictory facts: refused, never decided
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(flows(), st.data())
 def test_a_decision_never_changes_when_unknown_facts_become_known(
     full: dict[str, Any], data: st.DataObject
@@ -70,8 +82,13 @@ def test_a_decision_never_changes_when_unknown_facts_become_known(
     whole = decide(full)
     if whole is None:
         return
-    keep = data.draw(st.lists(st.sampled_from(sorted(full)), unique=True)) if full else []
-    partial_facts = {k: v for k, v in full.items() if k in keep or k == "approvals"}
+    # forget one or two facts (forgetting many mostly gives cannot-decide, which proves nothing)
+    drop = (
+        data.draw(st.lists(st.sampled_from(sorted(full)), min_size=1, max_size=2, unique=True))
+        if full
+        else []
+    )
+    partial_facts = {k: v for k, v in full.items() if k not in drop or k == "approvals"}
     partial = decide(partial_facts)
     assert partial is not None
     if partial.outcome != "cannot-decide":
