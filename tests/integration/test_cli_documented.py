@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import click
 import typer.main
 
 from optout.cli import app
@@ -12,11 +12,12 @@ from optout.cli import app
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
-def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
-    out: list[tuple[str, click.Command]] = []
+def _commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    # duck-typed: typer may ship its own copy of click, so isinstance(click.Group) is unreliable
+    out: list[tuple[str, Any]] = []
     for name, cmd in group.commands.items():
         full = f"{prefix}{name}"
-        if isinstance(cmd, click.Group):
+        if hasattr(cmd, "commands"):
             out.extend(_commands(cmd, full + " "))
         else:
             out.append((full, cmd))
@@ -24,7 +25,6 @@ def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Com
 
 
 ROOT = typer.main.get_command(app)
-assert isinstance(ROOT, click.Group)
 COMMANDS = _commands(ROOT)
 
 
