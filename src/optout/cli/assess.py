@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from optout.policy import CANNOT_DECIDE, COMPLIANCE, Decision, assess, load_flow
+from optout.policy import CANNOT_DECIDE, COMPLIANCE, Decision, Flow, assess, load_flow
 
 EXIT_CANNOT_DECIDE = 10
 
@@ -29,14 +29,33 @@ _OUTCOME_STYLE = {
 }
 
 
-def render(decision: Decision, console: Console) -> None:
+def summary(flow: Flow) -> str:
+    """The main facts as read (after aliases), so the reader can see what was decided on."""
+    bits = []
+    for label, path in (
+        ("purpose", "purpose"),
+        ("legal basis", "legal_basis"),
+        ("recipient", "recipient.type"),
+        ("role", "recipient.role"),
+        ("data", "data.confidentiality"),
+    ):
+        value = flow.get(path)
+        if value is None:
+            continue
+        bits.append(f"{label}: {', '.join(value) if isinstance(value, tuple) else value}")
+    return "; ".join(bits) or "no facts given"
+
+
+def render(decision: Decision, console: Console, flow: Flow | None = None) -> None:
     """Print a decision for a person: the answer, how to comply, the reasons with their clauses."""
     style, headline = _OUTCOME_STYLE[decision.outcome]
     console.print(f"[bold]{escape(decision.flow or 'flow')}[/bold]")
     console.print(f"[{style}]{headline}[/{style}]")
+    if flow is not None:
+        console.print(f"[dim]{escape(summary(flow))}[/dim]")
     if decision.compliance:
         how = COMPLIANCE.get(decision.compliance, decision.compliance)
-        console.print(f"How it complies: [bold]{escape(decision.compliance)}[/bold] ({escape(how)})")
+        console.print(f"How it complies: [bold]{escape(decision.compliance)}[/bold]: {escape(how)}")
     if decision.exemption:
         console.print(f"Exemption: [bold]{escape(decision.exemption)}[/bold] (002 NOTED EXCLUSIONS)")
     if decision.alternatives:
@@ -73,11 +92,12 @@ def assess_command(
     clause in the policy texts, the exemption that lifts it (if any) and how the flow complies.
     Exit 0 for a decision, 3 for an invalid flow file, 10 when facts are missing (cannot decide).
     """
-    decision = assess(load_flow(flow_file))
+    flow = load_flow(flow_file)
+    decision = assess(flow)
     if as_json:
         typer.echo(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
     else:
-        render(decision, Console(highlight=False))
+        render(decision, Console(highlight=False), flow)
     if decision.outcome == CANNOT_DECIDE:
         # sys.exit, not typer.Exit: the root app runs click with standalone_mode=False, where an
         # Exit's code would be returned and dropped instead of becoming the process's exit code.

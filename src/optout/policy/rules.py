@@ -108,7 +108,7 @@ class Decision:
 # How a flow complies (002 PREPARING FOR COMPLIANCE: "identify, against each activity, how it
 # complies (i.e. consent, anonymisation, NDO applied)").
 COMPLIANCE: dict[str, str] = {
-    "opt-out-applied": "apply the opt-out before disclosure (check the cohort, remove whole records)",
+    "opt-out-applied": "check the cohort and remove opted-out people's whole records before disclosure",
     "consent": "explicit consent (002 NOTED EXCLUSIONS)",
     "anonymised": "the data is anonymised in line with the ICO code",
     "exempt": "an exemption in 002 NOTED EXCLUSIONS lifts the opt-out",
@@ -496,7 +496,13 @@ def _disclosure(part: _Part) -> _Test:
                     "instructions: this does not count as a disclosure to a third party, and the opt-out "
                     "need not be considered before it (a company acting as controller is a third party).",
                     "002 DISCLOSURES TO PROVIDERS / SUPPLIERS",
-                )
+                ),
+                Reason(
+                    "The processor's work is your own use of the data: passing its results to anyone else "
+                    "is a separate flow to assess.",
+                    "002 DISCLOSURES TO PROVIDERS / SUPPLIERS",
+                    kind="note",
+                ),
             ],
             compliance="not-a-disclosure",
         )
@@ -545,6 +551,7 @@ def _disclosure(part: _Part) -> _Test:
 
 def _exemptions(part: _Part) -> _Test:
     near: list[Reason] = []
+    lifting: list[Exemption] = []
     unknown: list[tuple[Exemption, list[str]]] = []
     for ex in exemptions():
         if ex.decided_by == "rule":
@@ -563,13 +570,8 @@ def _exemptions(part: _Part) -> _Test:
             else:
                 failures.append((conditions, failed))
         if lifted:
-            approval = f" (approval {ex.approval})" if ex.approval else ""
-            return _Test(
-                LIFTS,
-                [Reason(f"Exemption {ex.id}{approval}: '{ex.wording}'", ex.clause, kind="exemption")],
-                exemption=ex.id,
-                compliance=ex.compliance,
-            )
+            lifting.append(ex)
+            continue
         if best_unknown is not None:
             unknown.append((ex, best_unknown))
             continue
@@ -580,6 +582,16 @@ def _exemptions(part: _Part) -> _Test:
             if ex.note:
                 text += f" {ex.note}"
             near.append(Reason(text, ex.clause, kind="near-miss"))
+    if lifting:
+        first, *others = lifting
+        approval = f" (approval {first.approval})" if first.approval else ""
+        reasons = [
+            Reason(f"Exemption {first.id}{approval}: '{first.wording}'", first.clause, kind="exemption")
+        ]
+        reasons.extend(
+            Reason(f"Exemption {ex.id} would also lift it.", ex.clause, kind="note") for ex in others
+        )
+        return _Test(LIFTS, reasons, exemption=first.id, compliance=first.compliance)
     if unknown:
         missing: list[str] = []
         reasons = []
