@@ -224,8 +224,23 @@ def _open(con: Any, path: Path, view: str) -> list[str]:
 
 
 def _norm_sql(col: str, min_length: int) -> str:
-    v = f"lower(regexp_replace(trim(CAST({_quote(col)} AS VARCHAR)), '[\\s\\-]+', '', 'g'))"
+    v = f"replace(replace(lower(trim(CAST({_quote(col)} AS VARCHAR))), ' ', ''), '-', '')"
     return f"(CASE WHEN length({v}) >= {int(min_length)} THEN {v} END)"
+
+
+def _materialise(con: Any, path: Path, i: int, cols: list[str], min_length: int) -> None:
+    """One pass over the file: its comparable values, normalised, into a temporary table."""
+    import duckdb
+
+    select = ", ".join(f"{_norm_sql(c, min_length)} AS c{j}" for j, c in enumerate(cols)) or "1 AS c"
+    try:
+        con.execute(f"CREATE TEMP TABLE f{i} AS SELECT {select} FROM src{i}")
+    except duckdb.Error as exc:
+        raise InputError(
+            f"cannot read {path.name} for the linkage check ({exc.__class__.__name__})",
+            where=Location(file=path),
+            hint="check the file is a complete CSV with a header row (UTF-8) or a Parquet file",
+        ) from None
 
 
 def linkcheck(
@@ -235,9 +250,15 @@ def linkcheck(
     min_uniqueness: float = 0.05,
     min_overlap: int = 5,
     min_length: int = 4,
+    ignore: Sequence[str] = (),
     memory_limit: str | None = None,
 ) -> LinkReport:
-    """Check files (or folders of CSV/Parquet files) for common identifiers across files."""
+    """Check files (or folders of CSV/Parquet files) for common identifiers across files.
+
+    ``ignore``: columns to leave out, as ``COLUMN`` (in every file) or ``FILE:COLUMN`` (file
+    name as shown in the report), compared without case; e.g. a row counter that coincides with
+    another file's numbers by construction. They are listed in the report's settings.
+    """
     if min_distinct < 1 or min_overlap < 1 or min_length < 1 or not (0.0 <= min_uniqueness <= 1.0):
         raise UsageError(
             "linkage check thresholds out of range",
@@ -256,6 +277,7 @@ def linkcheck(
         "min_uniqueness": min_uniqueness,
         "min_overlap": min_overlap,
         "min_length": min_length,
+        "ignore": sorted(ignore),
     }
 
     import duckdb
@@ -263,13 +285,28 @@ def linkcheck(
     with tempfile.TemporaryDirectory(prefix="optout-linkcheck-") as tmp:
         con = duckdb.connect(config={"temp_directory": tmp})
         try:
+            con.execute("SET enable_progress_bar = false")
             if memory_limit:
                 con.execute(f"SET memory_limit = '{memory_limit}'")
             file_columns: list[list[str]] = []
             for i, p in enumerate(paths):
-                file_columns.append(_open(con, p, f"f{i}"))
+                cols = _open(con, p, f"src{i}")
+                _materialise(con, p, i, cols, min_length)
+                file_columns.append(cols)
+            skip = {i.casefold() for i in ignore}
+            ignored = {
+                (i, j)
+                for i, cols in enumerate(file_columns)
+                for j, c in enumerate(cols)
+                if c.casefold() in skip or f"{labels[i]}:{c}".casefold() in skip
+            }
             stats, high = _column_stats(con, labels, file_columns, min_distinct, min_uniqueness, min_length)
-            findings = _name_findings(labels, file_columns)
+            high = [h for h in high if h not in ignored]
+            named = [
+                [c for j, c in enumerate(cols) if (i, j) not in ignored]
+                for i, cols in enumerate(file_columns)
+            ]
+            findings = _name_findings(labels, named)
             if len(paths) > 1 and high:
                 findings += _overlap_findings(con, labels, file_columns, high, min_overlap, min_length, stats)
         finally:
@@ -290,10 +327,7 @@ def _column_stats(
     for i, cols in enumerate(file_columns):
         if not cols:
             continue
-        parts = []
-        for c in cols:
-            v = _norm_sql(c, min_length)
-            parts.append(f"count(NULLIF({v}, '')), count(DISTINCT NULLIF({v}, ''))")
+        parts = [f"count(c{j}), count(DISTINCT c{j})" for j in range(len(cols))]
         row = con.execute(f"SELECT {', '.join(parts)} FROM f{i}").fetchone()
         assert row is not None
         for j, c in enumerate(cols):
@@ -360,8 +394,7 @@ def _overlap_findings(
     if len(files_with_high) < 2:
         return []
     selects = [
-        f"SELECT DISTINCT {i} AS f, {j} AS c, {_norm_sql(file_columns[i][j], min_length)} AS v FROM f{i}"
-        for i, j in high
+        f"SELECT DISTINCT {i} AS f, {j} AS c, c{j} AS v FROM f{i} WHERE c{j} IS NOT NULL" for i, j in high
     ]
     con.execute(
         "CREATE TEMP TABLE vals AS SELECT * FROM ("

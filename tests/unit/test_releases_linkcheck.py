@@ -119,6 +119,15 @@ def test_parquet_and_csv_are_compared(tmp_path: Path) -> None:
     assert [f.overlap for f in report.findings] == [10]
 
 
+def test_ignored_columns_are_left_out(tmp_path: Path) -> None:
+    _write(tmp_path / "a.csv", "row_no,nhs_number", [f"{1000 + i},x" for i in range(50)])
+    _write(tmp_path / "b.csv", "seq,nhs_no", [f"{1000 + i},y" for i in range(50)])
+    assert [f.kind for f in linkcheck([tmp_path]).findings] == ["shared-identifier", "overlapping-values"]
+    assert [f.kind for f in linkcheck([tmp_path], ignore=["ROW_NO"]).findings] == ["shared-identifier"]
+    report = linkcheck([tmp_path], ignore=["a.csv:row_no", "b.csv:nhs_no"])
+    assert report.ok and report.settings["ignore"] == ["a.csv:row_no", "b.csv:nhs_no"]
+
+
 def test_one_file_has_nothing_to_compare(tmp_path: Path) -> None:
     _write(tmp_path / "a.csv", "nhs_number,nhs_no", [f"{i},{i}" for i in range(50)])
     report = linkcheck([tmp_path / "a.csv"])

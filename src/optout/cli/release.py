@@ -210,6 +210,12 @@ def linkcheck_cmd(
     min_length: int = typer.Option(
         4, "--min-length", help="Ignore values shorter than this (ages, scores, codes)."
     ),
+    ignore: list[str] = typer.Option(
+        [],
+        "--ignore",
+        metavar="[FILE:]COLUMN",
+        help="Leave a column out (in every file, or in FILE only), e.g. a row counter. Repeatable.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check files for common identifiers that could re-identify records across them (001 §8.1).
@@ -227,6 +233,7 @@ def linkcheck_cmd(
         min_uniqueness=min_uniqueness,
         min_overlap=min_overlap,
         min_length=min_length,
+        ignore=ignore,
     )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.render())
     if not report.ok:
