@@ -1,0 +1,36 @@
+"""The organisation side of the "Check for National Data Opt-outs" service (001 §8).
+
+Two ways of using the service, as 001 §8 describes them:
+
+- **one-off cleaned list** — :func:`check_cohort` sends the NHS numbers of the people whose data
+  is to be disclosed and writes the returned cleaned list (those *without* an opt-out) with its
+  sidecar; disclose within 20 days of the check (001 §8.4). "Most suitable for one-off and
+  infrequent disclosures of data."
+- **temporary cache** — :func:`optout.cache.refresh` sends everyone the organisation has a
+  legitimate relationship with and keeps the answer encrypted for at most 7 days; disclose within
+  13 days of the refresh. "Most suitable for large scale and frequent disclosures of data."
+
+``collect`` fetches the reply to a request sent with ``wait=None``; ``resume`` carries on with a
+request after a crash. Request state lives in the metadata store (:mod:`optout.check.state`).
+"""
+
+from __future__ import annotations
+
+from optout.check.cohort import Cohort, InvalidClass, cohort_from_numbers, read_cohort
+from optout.check.exchange import DEFAULT_WAIT, CheckResult, check_cohort, collect, list_requests, resume
+from optout.check.request import new_local_id, parse_duration
+
+__all__ = [
+    "DEFAULT_WAIT",
+    "CheckResult",
+    "Cohort",
+    "InvalidClass",
+    "check_cohort",
+    "cohort_from_numbers",
+    "collect",
+    "list_requests",
+    "new_local_id",
+    "parse_duration",
+    "read_cohort",
+    "resume",
+]
