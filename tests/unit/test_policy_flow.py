@@ -93,6 +93,7 @@ def test_a_good_flow_reads_and_decides() -> None:
         ("name: [unclosed\n", "not valid YAML", "key: value", None),
         ("", "empty", "example", None),
         ("- just\n- a list\n", "must be a mapping", "example", None),
+        ("format: optout-flow/9\n" + GOOD, "does not read", "optout-flow/1", 1),
     ],
 )
 def test_mistakes_are_input_errors_with_a_fix(text: str, message: str, hint: str, line: int | None) -> None:

@@ -307,6 +307,13 @@ class Flow:
             parsed = _parse_value(FACT_SPECS[path], value, src, (lines or {}).get(path))
             if parsed is not None:
                 facts[path] = parsed
+        fmt = facts.get("format")
+        if fmt is not None and fmt != FLOW_FORMAT:
+            raise InputError(
+                f"This flow file is in format '{fmt}', which this version does not read",
+                where=Location(file=src, line=(lines or {}).get("format"), column="format"),
+                hint=f"Write format: {FLOW_FORMAT} (or leave the key out).",
+            )
         flow = cls(facts=facts, source=src)
         _check_contradictions(flow, src, lines or {})
         return flow
