@@ -437,6 +437,7 @@ def edit_flow(
     source: str | Path | Mapping[str, Any] | Any | None = None,
     *,
     set_values: Sequence[str] = (),
+    reassess: bool = False,
     actor: str | None = None,
     now: datetime | None = None,
 ) -> tuple[FlowRecord, Any, list[str]]:
@@ -446,10 +447,11 @@ def edit_flow(
     the record is returned as it was and no version or audit entry is made; when only the
     decision changed (the policy's data changed), a new version records the re-assessment.
     """
-    if source is None and not set_values:
+    if source is None and not set_values and not reassess:
         raise UsageError(
             "nothing to change",
-            hint=f"give a flow file (`optout flow edit {flow_id} FLOW.yaml`) or --set key=value",
+            hint=f"give a flow file (`optout flow edit {flow_id} FLOW.yaml`), --set key=value, or "
+            "--reassess (record the decision of the policy as it stands today)",
         )
     t = _now(now)
     current = get_flow(store, flow_id)

@@ -141,6 +141,25 @@ def test_edit_with_a_file_and_with_no_change(store: Store, tmp_path: Path) -> No
     assert keys == ["owner", "purpose"] and rec.version == 2 and rec.purpose == "research, planning"
 
 
+def test_reassess_records_a_changed_decision_only(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_flow(store, RESEARCH, flow_id="hf", now=T0)
+    rec, _d, keys = edit_flow(store, "hf", reassess=True, now=T0)
+    assert keys == [] and rec.version == 1  # the policy has not changed: nothing to record
+    import optout.policy
+
+    real = optout.policy.assess
+
+    def stricter(flow: Any) -> Any:
+        import dataclasses
+
+        return dataclasses.replace(real(flow), outcome="cannot-decide", compliance=None)
+
+    monkeypatch.setattr(optout.policy, "assess", stricter)
+    rec, _d, keys = edit_flow(store, "hf", reassess=True, actor="dpo", now=T0)
+    assert keys == ["(re-assessed)"] and rec.version == 2 and rec.decision == "cannot-decide"
+    assert audit.entries(store)[-1].details_dict["changed"] == ["(re-assessed)"]
+
+
 def test_set_can_remove_a_fact_making_the_flow_undecidable(store: Store) -> None:
     add_flow(store, RESEARCH, flow_id="hf", now=T0)
     rec, decision, keys = edit_flow(store, "hf", set_values=["data.confidentiality="], now=T0)

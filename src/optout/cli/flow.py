@@ -188,7 +188,7 @@ def show_cmd(
         if getattr(decision, "outcome", rec.decision) != rec.decision:
             typer.echo(
                 f"  note: assessed today the answer is {decision.outcome} (the policy data changed); "
-                f"record it with `optout flow edit {rec.id} --set review_date=YYYY-MM-DD`"
+                f"record it with `optout flow edit {rec.id} --reassess`"
             )
     else:
         typer.echo(f"  cannot assess the stored facts today: {problem}")
@@ -223,6 +223,9 @@ def edit_cmd(
         help="Change one fact (dotted keys for nested facts, e.g. recipient.role=processor; "
         "lists as [a, b]; an empty value removes the fact). Repeatable.",
     ),
+    reassess: bool = typer.Option(
+        False, "--reassess", help="Assess the stored facts again (after the policy data changed)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the flow as JSON."),
 ) -> None:
     """Change a flow: re-validate, re-assess, store a new version and audit it (flow.edited).
@@ -232,7 +235,9 @@ def edit_cmd(
     from optout.flows import edit_flow
     from optout.store import open_store
 
-    rec, decision, keys = edit_flow(open_store(), flow_id, flow_file, set_values=set_values)
+    rec, decision, keys = edit_flow(
+        open_store(), flow_id, flow_file, set_values=set_values, reassess=reassess
+    )
     if as_json:
         typer.echo(
             json.dumps({**rec.to_dict(), "changed": keys, "assessment": _decision_dict(decision)}, indent=2)
