@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from optout.errors import InputError
 from optout.policy import FACTS, OUTCOMES, assess
-from optout.policy.flow import Flow
+from optout.policy.flow import Flow, parse_flow_text
 
 ENUMS = [s for s in FACTS if s.kind in ("enum", "enum-list", "bool")]
 
@@ -110,3 +110,37 @@ def test_every_decision_is_explained(flat: dict[str, Any]) -> None:
         assert decision.compliance == "opt-out-applied" and decision.exemption is None
     if decision.outcome == "does-not-apply":
         assert decision.compliance
+
+
+JUNK = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=12)
+    | st.sampled_from(["research", "s251", "yes"]),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+KEYS = st.sampled_from([s.path.split(".")[0] for s in FACTS] + ["purpse", "recipient", "origin", "x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, JUNK, max_size=6))
+def test_any_mapping_is_decided_or_refused_with_an_input_error(doc: dict[str, Any]) -> None:
+    try:
+        decision = assess(doc)
+    except InputError as exc:
+        assert exc.hint, exc.message  # every refusal says how to fix it
+        return
+    assert decision.outcome in OUTCOMES
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abc:-[]{}\n #'\"!&*0y")), max_size=60))
+def test_any_text_is_read_or_refused_with_an_input_error(text: str) -> None:
+    try:
+        parse_flow_text(text, source="flow.yaml")
+    except InputError as exc:
+        assert exc.hint and exc.exit_code == 3
