@@ -83,7 +83,9 @@ def render(decision: Decision, console: Console, flow: Flow | None = None) -> No
 
 
 def assess_command(
-    flow_file: Path = typer.Argument(..., help="The flow file (YAML) describing the flow's facts."),
+    flow_file: Path = typer.Argument(
+        ..., metavar="FLOW.yaml", help="The flow file (YAML) describing the flow's facts."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:
     """Decide whether the national data opt-out applies to a data flow, and explain why.
