@@ -212,10 +212,6 @@ def _release(row: Any, discs: Sequence[Any] = ()) -> Release:
     )
 
 
-def _days(d: float) -> str:
-    return f"{d:.1f}".rstrip("0").rstrip(".")
-
-
 # --- reading -----------------------------------------------------------------------------------
 
 
@@ -649,10 +645,11 @@ def withdraw(
 
 
 def describe_deadline(release: Release, now: datetime | None = None) -> str:
-    """'12.5 days left', 'expired 2 days ago', or 'no deadline'."""
+    """'16 days 23 h left', 'expired 2 days ago', or 'no deadline' (whole hours, rounded down)."""
     left = release.days_left(now)
     if left is None:
         return "no deadline"
-    if left < 0:
-        return f"expired {_days(-left)} days ago"
-    return f"{_days(left)} days left"
+    hours = int(abs(left) * 24)
+    d, h = divmod(hours, 24)
+    span = " ".join(p for p in (f"{d} days" if d else "", f"{h} h" if h or not d else "") if p)
+    return f"expired {span} ago" if left < 0 else f"{span} left"

@@ -48,6 +48,8 @@ def test_state_is_expired_after_the_deadline_without_any_write(store: Store, tmp
     assert rel.stored_state == "prepared"
     assert describe_deadline(rel, T0 + timedelta(days=10)) == "3 days left"
     assert describe_deadline(rel, T0 + timedelta(days=15)) == "expired 2 days ago"
+    assert describe_deadline(rel, T0 + timedelta(days=9, minutes=1)) == "3 days 23 h left"
+    assert describe_deadline(rel, T0 + timedelta(days=12, hours=20)) == "4 h left"
 
 
 def test_disclose_after_deadline_is_refused_says_why_and_what_to_do(store: Store, tmp_path: Path) -> None:
