@@ -1,0 +1,106 @@
+"""Shared fixtures: a real mesh-sandbox for the whole session, reset before each test that uses it.
+
+- ``mesh_sandbox`` (session): NHS England's mesh-sandbox started as a process (uvicorn, file mode,
+  loopback, a free port, a random shared key) in a unique temp folder; stopped at the end.
+- ``mesh`` (function): the same sandbox, every mailbox emptied before the test.
+- ``org_settings`` / ``service_settings`` (function): MeshSettings for the two mailboxes.
+- ``central_service`` (function): a reference central service (``Register`` + ``Responder`` on the
+  service mailbox); call ``central_service.responder.run_once()`` to answer pending requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from optout.config import MeshSettings
+from optout.sandbox import SandboxInfo, reset_sandbox, start_sandbox, stop_sandbox
+from optout.sandbox import org_settings as _org_settings
+from optout.sandbox import service_settings as _service_settings
+
+if TYPE_CHECKING:
+    from optout.service import Register, Responder
+
+    from optout.mesh import MeshMailbox
+
+
+@pytest.fixture(scope="session")
+def mesh_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxInfo]:
+    state_dir = tmp_path_factory.mktemp("mesh-sandbox")
+    info = start_sandbox(state_dir, with_responder=False)
+    try:
+        yield info
+    finally:
+        stop_sandbox(state_dir)
+
+
+@pytest.fixture
+def mesh(mesh_sandbox: SandboxInfo) -> SandboxInfo:
+    reset_sandbox(mesh_sandbox)
+    return mesh_sandbox
+
+
+@pytest.fixture
+def org_settings(mesh: SandboxInfo) -> MeshSettings:
+    return _org_settings(mesh)
+
+
+@pytest.fixture
+def service_settings(mesh: SandboxInfo) -> MeshSettings:
+    return _service_settings(mesh)
+
+
+@pytest.fixture
+def no_sandbox_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep load_settings from picking up a developer's running sandbox."""
+    monkeypatch.setenv("OPTOUT_MESH_NO_SANDBOX", "1")
+
+
+class FixedClock:
+    """An injectable clock for the register and responder: ``clock.now += timedelta(...)``."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class CentralService:
+    register: Register
+    responder: Responder
+    mailbox: MeshMailbox
+    clock: FixedClock
+    path: Path
+
+
+@pytest.fixture
+def central_service(tmp_path: Path, service_settings: MeshSettings) -> Iterator[CentralService]:
+    from optout.service import Register, Responder
+
+    from optout.mesh import MeshMailbox
+
+    clock = FixedClock()
+    path = tmp_path / "central-register"
+    register = Register(path, clock=clock)
+    mailbox = MeshMailbox(service_settings, clock=lambda: datetime.now(UTC))
+    responder = Responder(register, mailbox, clock=clock)
+    try:
+        yield CentralService(register, responder, mailbox, clock, path)
+    finally:
+        mailbox.close()
+        register.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that use the sandbox fixtures get the ``sandbox`` marker (``-m "not sandbox"`` to skip)."""
+    wanted = {"mesh_sandbox", "mesh", "org_settings", "service_settings", "central_service"}
+    for item in items:
+        if wanted & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.sandbox)
