@@ -37,7 +37,9 @@ def store(settings: Settings) -> Store:
     return Store(settings.db_url)
 
 
-def _write(settings: Settings, *, refreshed_at: datetime = T0, numbers: np.ndarray = NUMBERS) -> cache.CacheMeta:
+def _write(
+    settings: Settings, *, refreshed_at: datetime = T0, numbers: np.ndarray = NUMBERS
+) -> cache.CacheMeta:
     return cache.write_cache(
         numbers,
         refreshed_at=refreshed_at,

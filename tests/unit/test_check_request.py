@@ -59,8 +59,18 @@ def test_require_safe_accepts_exactly_the_safe_alphabet(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("1d", 86400), ("300", 300), ("0", 0),
-     ("1.5h", 5400), ("2 h", 7200), ("1w", 604800)],
+    [
+        ("2h", 7200),
+        ("90m", 5400),
+        ("1h30m", 5400),
+        ("45s", 45),
+        ("1d", 86400),
+        ("300", 300),
+        ("0", 0),
+        ("1.5h", 5400),
+        ("2 h", 7200),
+        ("1w", 604800),
+    ],
 )
 def test_parse_duration(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
