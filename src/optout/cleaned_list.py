@@ -44,6 +44,7 @@ __all__ = [
     "read_cleaned_list",
     "read_dat_bytes",
     "read_number_file",
+    "sorted_unique",
     "write_dat",
 ]
 
@@ -101,6 +102,17 @@ def parse_checked_at(value: str | datetime, *, what: str = "--checked-at") -> da
     return dt.astimezone(UTC)
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted unique int64 (sort-based: much faster than ``np.unique``'s hashing here)."""
+    x = np.sort(np.asarray(values, dtype=np.int64))
+    if x.size < 2:
+        return x
+    keep = np.empty(x.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(x[1:], x[:-1], out=keep[1:])
+    return x[keep]
+
+
 def _fast_dat(data: bytes) -> np.ndarray | None:
     """Every line exactly ``DDDDDDDDDD,\\n``: parse with NumPy (millions of lines per second)."""
     if len(data) % 12:
@@ -142,7 +154,7 @@ def read_dat_bytes(data: bytes, *, source_name: str) -> np.ndarray:
                 ),
                 hint="the file is damaged or is not the service's reply: fetch the cleaned list again",
             )
-    return np.unique(values)
+    return sorted_unique(values)
 
 
 def _slow_dat(body: bytes, source_name: str) -> np.ndarray:
@@ -194,7 +206,7 @@ def _read_csv_numbers(data: bytes, source_name: str) -> np.ndarray:
             ),
             hint="fix or remove those rows (see `optout nhs-number check`)",
         )
-    return np.unique(vals.astype(np.int64))
+    return sorted_unique(vals)
 
 
 def read_number_file(path: str | Path) -> tuple[np.ndarray, str]:

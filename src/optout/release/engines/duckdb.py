@@ -63,6 +63,19 @@ def output_error(exc: BaseException, path: Path) -> OptoutError:
     )
 
 
+def _fast_candidate(expr: str, sql_type: str, chi: bool) -> str:
+    """The number as BIGINT when it can only be a valid number if it is on the allow-list.
+
+    Integer columns: the value itself when it has the right number of digits (no checksum: the
+    allow-list holds only valid numbers). Other types: the full normalisation.
+    """
+    t = sql_type.upper()
+    if "INT" in t and "INTERVAL" not in t:
+        low = 100_000_000 if chi else 1_000_000_000
+        return f"(CASE WHEN {expr} >= {low} AND {expr} < 10000000000 THEN CAST({expr} AS BIGINT) END)"
+    return sql_normalised(expr, sql_type, chi=chi)
+
+
 def _key_expr(column: str) -> str:
     """Link/trace keys are compared as text ('' is no key)."""
     return f"NULLIF(CAST({quote_ident(column)} AS VARCHAR), '')"
@@ -97,26 +110,43 @@ class DuckDBEngine(Engine):
         if t.nhs_column is not None:
             ty = src.types.get(t.nhs_column, "VARCHAR")
             c = quote_ident(t.nhs_column)
-            cols.append(f"{sql_reason(c, ty, chi=t.chi)} AS __reason")
-            cols.append(f"{sql_normalised(c, ty, chi=t.chi)} AS __norm")
+            cols.append(f"{c} AS __raw")
+            cols.append(f"{_fast_candidate(c, ty, t.chi)} AS __fast")
+            full_reason = sql_reason("f.__raw", ty, chi=t.chi)
+            full_norm = sql_normalised("f.__raw", ty, chi=t.chi)
         else:
-            cols.append("0 AS __reason")
-            cols.append("CAST(NULL AS BIGINT) AS __norm")
+            cols.append("CAST(NULL AS BIGINT) AS __fast")
+            full_reason, full_norm = "0", "CAST(NULL AS BIGINT)"
         if t.trace_key is not None:
             cols.append(f"{_key_expr(t.trace_key)} AS __tk")
         if t.link is not None:
             cols.append(f"{_key_expr(t.link.child_column)} AS __lk")
         for i, child in enumerate(t.children):
             cols.append(f"{_key_expr(child.parent_column)} AS __ck{i}")
-        base = f"SELECT {', '.join(cols)} FROM {scan}"
+        # A number on the allow-list is a valid NHS number, so a row whose (cheaply normalised)
+        # number is on the list needs no checksum: the full normalisation and reason (Modulus 11,
+        # several divisions per value) run only for the rows that are not, via CASE.
+        inner = f"SELECT {', '.join(cols)} FROM {scan}"
+        base = (
+            f"SELECT f.*, CASE WHEN al.n IS NOT NULL THEN 0 ELSE {full_reason} END AS __reason, "
+            f"CASE WHEN al.n IS NOT NULL THEN al.n ELSE {full_norm} END AS __norm, "
+            f"al.n IS NOT NULL AS __on_list, al.i AS __pidx "
+            f"FROM ({inner}) f LEFT JOIN __allow al ON al.n = f.__fast"
+        )
         joins = []
         tn = "CAST(NULL AS BIGINT)"
         if t.trace_key is not None:
             joins.append("LEFT JOIN __trace ti ON b.__norm IS NULL AND ti.k = b.__tk")
             tn = "ti.n"
         person = f"coalesce(b.__norm, {tn})"
+        pidx = "b.__pidx"
         if t.nhs_column is not None:
-            joins.append(f"LEFT JOIN __allow a ON a.n = {person}")
+            if t.trace_key is not None:  # a traced number is checked against the list too
+                joins.append(f"LEFT JOIN __allow a ON b.__norm IS NULL AND a.n = {tn}")
+                on_list = "(b.__on_list OR a.n IS NOT NULL)"
+                pidx = "coalesce(b.__pidx, a.i)"
+            else:
+                on_list = "b.__on_list"
             if lists.cohort is not None:
                 joins.append(f"LEFT JOIN __cohort co ON co.n = {person}")
             if plan.unmatched == "release":
@@ -131,7 +161,7 @@ class DuckDBEngine(Engine):
                 else ""
             )
             own = (
-                f"CASE {unmatched} {cohort} WHEN a.n IS NOT NULL THEN {int(Status.KEPT)} "
+                f"CASE {unmatched} {cohort} WHEN {on_list} THEN {int(Status.KEPT)} "
                 f"ELSE {int(Status.REMOVED_NOT_ON_LIST)} END"
             )
         else:
@@ -147,11 +177,11 @@ class DuckDBEngine(Engine):
                 f"WHEN NOT pk.kept THEN {int(Status.REMOVED_WITH_PARENT)} ELSE ({own}) END"
             )
             if t.nhs_column is None:
-                person = "pk.person"
+                person, pidx = "pk.person", "pk.pidx"
         traced = "(b.__norm IS NULL AND ti.n IS NOT NULL)" if t.trace_key is not None else "false"
         extra = "".join(f", b.__ck{i}" for i in range(len(t.children)))
         return (
-            f"SELECT b.__rn, b.__reason, {person} AS __person, {status} AS __status, "
+            f"SELECT b.__rn, b.__reason, {person} AS __person, {pidx} AS __pidx, {status} AS __status, "
             f"{traced} AS __traced{extra} FROM ({base}) b {' '.join(joins)}"
         )
 
@@ -160,8 +190,12 @@ class DuckDBEngine(Engine):
         return quote_ident(f"__keys_{table}_{column}")
 
     def _register(self, name: str, values: np.ndarray) -> None:
-        self.con.register(f"{name}_arrow", pa.table({"n": pa.array(values, type=pa.int64())}))
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT n FROM {name}_arrow")
+        """A sorted number list as a table (n, i): i is the position, for exact distinct counts."""
+        arrow = pa.table(
+            {"n": pa.array(values, type=pa.int64()), "i": pa.array(np.arange(values.size, dtype=np.int64))}
+        )
+        self.con.register(f"{name}_arrow", arrow)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT n, i FROM {name}_arrow")
         self.con.unregister(f"{name}_arrow")
 
     def _register_trace(self, plan: ReleasePlan) -> None:
@@ -187,6 +221,7 @@ class DuckDBEngine(Engine):
         self, plan: ReleasePlan, lists: Lists, progress: ProgressFn | None = None
     ) -> dict[str, TableCounts]:
         self._plan = plan
+        self._allow_size = int(lists.allow.size)
         self._register("__allow", lists.allow)
         if lists.cohort is not None:
             self._register("__cohort", lists.cohort)
@@ -204,43 +239,51 @@ class DuckDBEngine(Engine):
                 self._run(
                     f"CREATE OR REPLACE TEMP TABLE {self._keys_name(t.name, child.parent_column)} AS "
                     f"SELECT __ck{i} AS k, bool_and(__status IN ({kept})) AND count(DISTINCT __person) <= 1 "
-                    f"AS kept, min(__person) AS person FROM ({classified}) "
+                    f"AS kept, min(__person) AS person, min(__pidx) AS pidx FROM ({classified}) "
                     f"WHERE __ck{i} IS NOT NULL GROUP BY 1",
                     src,
                 )
+            # People: exact distinct counts. Kept people are all on the allow-list, so a bitmap over
+            # its positions counts them (much cheaper than hashing millions of numbers); removed
+            # people are counted with DISTINCT over the (few) removed rows only.
+            top = max(self._allow_size - 1, 0)
+            invalid = ", ".join(
+                f"count(*) FILTER (WHERE __reason = {int(r)}) AS r{int(r)}"
+                for r in Reason
+                if r != Reason.VALID
+            )
             rows = self._run(
-                f"""SELECT __status, __reason, count(*) AS n, count(DISTINCT __person) AS people,
+                f"""SELECT __status, count(*) AS n,
+                       bit_count(bitstring_agg(__pidx, 0, {top}) FILTER (WHERE __status IN ({kept}))) AS pk,
+                       count(DISTINCT __person) FILTER (WHERE __status NOT IN ({kept})) AS pr,
                        count(*) FILTER (WHERE __traced) AS traced,
                        list(__rn) FILTER (WHERE __status NOT IN ({kept})) AS removed,
                        min(__rn, {PROBLEM_ROWS_SHOWN}) FILTER (WHERE __reason <> 0) AS problems,
-                       GROUPING(__status, __reason) AS g, (__status IN ({kept})) AS is_kept
-                    FROM ({classified}) c
-                    GROUP BY GROUPING SETS ((__status, __reason), (is_kept))""",
+                       {invalid}
+                    FROM ({classified}) c GROUP BY __status""",
                 src,
             ).fetchall()
             counts = TableCounts()
             removed: list[np.ndarray] = []
             problems: list[int] = []
-            for status, reason, n, people, traced, rem, probs, g, is_kept in rows:
-                if g == 0:
-                    st = Status(int(status))
-                    counts.rows_in += n
-                    entry = counts.by_status.setdefault(st, [0, 0])
-                    entry[0] += n
-                    entry[1] += people
-                    if reason:
-                        label = Reason(int(reason)).label
-                        counts.invalid[label] = counts.invalid.get(label, 0) + n
-                    counts.traced += traced
-                    if rem:
-                        removed.append(np.asarray(rem, dtype=np.int64))
-                    if probs:
-                        problems.extend(int(p) for p in probs)
+            reasons = [r for r in Reason if r != Reason.VALID]
+            for status, n, pk, pr, traced, rem, probs, *inv in rows:
+                st = Status(int(status))
+                people = int(pk or 0) if st.kept else int(pr or 0)
+                counts.rows_in += n
+                counts.by_status[st] = [int(n), people]
+                if st.kept:
+                    counts.people_kept += people
                 else:
-                    if is_kept:
-                        counts.people_kept = people
-                    else:
-                        counts.people_removed = people
+                    counts.people_removed += people
+                for r, k in zip(reasons, inv, strict=True):
+                    if k:
+                        counts.invalid[r.label] = counts.invalid.get(r.label, 0) + int(k)
+                counts.traced += int(traced)
+                if rem:
+                    removed.append(np.asarray(rem, dtype=np.int64))
+                if probs:
+                    problems.extend(int(p) for p in probs)
             counts.problem_rows = sorted(p + 1 for p in problems)[:PROBLEM_ROWS_SHOWN]
             rem_idx = np.concatenate(removed) if removed else np.empty(0, dtype=np.int64)
             counts.rows_out = counts.rows_in - int(rem_idx.size)

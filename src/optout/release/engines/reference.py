@@ -120,8 +120,6 @@ class ReferenceEngine(Engine):
         counts = TableCounts(rows_in=len(rows))
         kept_rows: list[int] = []
         people: dict[Status, set[int]] = {}
-        people_kept: set[int] = set()
-        people_removed: set[int] = set()
         child_keys: dict[str, dict[str, list[tuple[bool, int | None]]]] = {
             ch.parent_column: {} for ch in t.children
         }
@@ -164,7 +162,6 @@ class ReferenceEngine(Engine):
             entry[0] += 1
             if person is not None:
                 people.setdefault(status, set()).add(person)
-                (people_kept if status.kept else people_removed).add(person)
             if status.kept:
                 kept_rows.append(rn)
             for ch in t.children:
@@ -173,8 +170,9 @@ class ReferenceEngine(Engine):
                     child_keys[ch.parent_column].setdefault(k, []).append((status.kept, person))
         for st, ppl in people.items():
             counts.by_status[st][1] = len(ppl)
-        counts.people_kept = len(people_kept)
-        counts.people_removed = len(people_removed)
+        # table totals: the sum over reasons of each reason's distinct people (as the DuckDB engine)
+        counts.people_kept = sum(len(p) for st, p in people.items() if st.kept)
+        counts.people_removed = sum(len(p) for st, p in people.items() if not st.kept)
         counts.rows_out = len(kept_rows)
         self._kept[t.name] = kept_rows
         for col, keys in child_keys.items():
