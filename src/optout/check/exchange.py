@@ -339,6 +339,9 @@ class _Poller:
                 continue
             rec = self.box.retrieve(message_id)
             req = state.find(self.store, rec.local_id) if rec.local_id else None
+            linked = getattr(rec, "linked_message_id", None)
+            if req is None and linked and (rec.message_type or "").upper() == "REPORT":
+                req = state.find_by_request_message(self.store, linked)
             if req is None:
                 self.skipped.add(message_id)
                 self.warn(
@@ -397,7 +400,12 @@ class _Poller:
                 answered_at=now,
                 reply_message_id=rec.message_id,
                 details={
-                    "report": {"message_id": rec.message_id, "status": rec.status, "subject": rec.subject}
+                    "report": {
+                        "message_id": rec.message_id,
+                        "status": rec.status,
+                        "subject": rec.subject,
+                        "description": getattr(rec, "status_description", None),
+                    }
                 },
             )
             self._ack(rec.message_id)
@@ -672,7 +680,9 @@ def _final_or_raise(
         report = req.details.get("report") or {}
         raise TransportError(
             f"MESH could not deliver request {req.local_id} to the check service (non-delivery report "
-            f"{report.get('message_id')}, status {report.get('status')}). Nothing was cleared",
+            f"{report.get('message_id')}, status {report.get('status')}"
+            + (f": {report['description']}" if report.get("description") else "")
+            + "). Nothing was cleared",
             hint="check OPTOUT_MESH_RECIPIENT (the service's mailbox, X26HC065 by default) and the "
             "workflow id, then run the check again",
         )

@@ -144,6 +144,15 @@ def find(store: Store, local_id: str) -> CheckRequest | None:
     return None if row is None else _from_row(row)
 
 
+def find_by_request_message(store: Store, message_id: str) -> CheckRequest | None:
+    """The request a MESH report is about (reports name the message they concern)."""
+    with store.begin() as conn:
+        row = conn.execute(
+            sa.select(check_requests).where(check_requests.c.request_message_id == message_id)
+        ).first()
+    return None if row is None else _from_row(row)
+
+
 def list_requests(store: Store, *, mode: str | None = None, state: str | None = None) -> list[CheckRequest]:
     q = sa.select(check_requests).order_by(check_requests.c.created_at.desc())
     if mode:
