@@ -52,7 +52,15 @@ _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 _LOW = 1_000_000_000  # smallest 10-digit integer
 _HIGH = 10_000_000_000
 _CHI_LOW = 100_000_000  # a 9-digit integer: a CHI number that lost its leading zero
-_EXCEL = re.compile(r"^[+]?[0-9]+(\.[0-9]+)?([eE][+]?[0-9]+)?$")
+# Whitespace trimmed from both ends of a text value: ASCII whitespace and the no-break space that
+# spreadsheets and web pages leave behind. The same set in Python, Arrow and SQL (so they agree).
+_WS = " \t\n\r\x0b\x0c\xa0"
+# Digits, optionally grouped by spaces or hyphens *between* digits: 943 476 5919, 943-476-5919.
+_SPACED = re.compile(r"[0-9]+(?:[ \-]+[0-9]+)*")
+# A number as a spreadsheet writes it: 9434765919.0, 9.434765919E+09 (exponent sign kept, so that
+# 9.434765919E-09 is read as the tiny fraction it is, not as a valid NHS number).
+_EXCEL_RE = r"[+]?([0-9]+)(\.([0-9]+))?([eE]([+\-]?[0-9]+))?"
+_EXCEL = re.compile(_EXCEL_RE)
 
 
 class Reason(enum.IntEnum):
@@ -177,19 +185,21 @@ def parse(value: Any, *, chi: bool = False) -> Parsed:
             value = value.decode("ascii")
         except UnicodeDecodeError:
             return Parsed(None, Reason.NOT_DIGITS)
-    text = str(value).strip()
+    text = str(value).strip(_WS)
     if not text:
         return Parsed(None, Reason.MISSING)
-    compact = text.replace(" ", "").replace("-", "")
-    if compact.isascii() and compact.isdigit():
-        return _parse_digits(compact, chi)
-    if _EXCEL.match(compact):
+    if _SPACED.fullmatch(text):
+        return _parse_digits(text.replace(" ", "").replace("-", ""), chi)
+    if _EXCEL.fullmatch(text):
         try:
-            d = Decimal(compact)
+            d = Decimal(text)
         except InvalidOperation:  # pragma: no cover - regex guards this
             return Parsed(None, Reason.NOT_DIGITS)
         if d != d.to_integral_value():
             return Parsed(None, Reason.NOT_INTEGER)
+        # compare before int(): "1E999999999" must not build a billion-digit integer
+        if not (_CHI_LOW if chi else _LOW) <= d < _HIGH:
+            return Parsed(None, Reason.WRONG_LENGTH)
         return _parse_int(int(d), chi)
     return Parsed(None, Reason.NOT_DIGITS)
 
@@ -303,7 +313,7 @@ def parse_array(
     scalar parser, so both paths give exactly the answers of ``parse``.
     """
     if isinstance(array, np.ndarray) and array.dtype.kind in "iu":
-        vals = array.astype(np.int64, copy=False)
+        vals = _as_int64(array)
         reasons = validate_int_array(vals, chi=chi)
         return np.where(reasons == 0, vals, 0), reasons
     if not isinstance(array, (pa.Array, pa.ChunkedArray)):
@@ -314,7 +324,7 @@ def parse_array(
     n = len(array)
     if pa.types.is_integer(t):
         nulls = array.is_null().to_numpy(zero_copy_only=False)
-        vals = array.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        vals = _as_int64(array.fill_null(0).to_numpy(zero_copy_only=False))
         reasons = validate_int_array(vals, chi=chi)
         reasons[nulls] = Reason.MISSING
         return np.where(reasons == 0, vals, 0), reasons
@@ -322,8 +332,11 @@ def parse_array(
         f = array.to_numpy(zero_copy_only=False).astype(np.float64)
         nan = np.isnan(f)
         whole = np.isfinite(f) & (np.floor(f) == f)
-        safe = np.where(whole, f, 0).astype(np.int64)
+        small = whole & (np.abs(f) < 1e18)  # beyond int64: out of range either way
+        safe = np.where(small, f, 0).astype(np.int64)
         reasons = validate_int_array(safe, chi=chi)
+        reasons[whole & ~small] = Reason.WRONG_LENGTH
+        reasons[whole & ~small & (f < 0)] = Reason.NOT_DIGITS
         reasons[~whole] = Reason.NOT_INTEGER
         reasons[nan] = Reason.MISSING
         return np.where(reasons == 0, safe, 0), reasons
@@ -332,11 +345,12 @@ def parse_array(
         t = array.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         array = array.cast(pa.string())
-    trimmed = pc.utf8_trim_whitespace(array)
+    trimmed = pc.utf8_trim(array, characters=_WS)
+    spaced = pc.match_substring_regex(trimmed, "^" + _SPACED.pattern + "$").fill_null(False)
     compact = pc.replace_substring_regex(trimmed, r"[ \-]", "")
-    plain_mask = pc.match_substring_regex(compact, r"^[0-9]{9,10}$").fill_null(False)
-    plain = plain_mask.to_numpy(zero_copy_only=False)
-    empty = pc.equal(pc.utf8_length(compact), 0).fill_null(True).to_numpy(zero_copy_only=False)
+    ten = pc.match_substring_regex(compact, r"^[0-9]{9,10}$").fill_null(False)
+    plain = pc.and_(spaced, ten).to_numpy(zero_copy_only=False)
+    empty = pc.equal(pc.utf8_length(trimmed), 0).fill_null(True).to_numpy(zero_copy_only=False)
     vals = np.zeros(n, dtype=np.int64)
     reasons = np.full(n, Reason.NOT_DIGITS, dtype=np.uint8)
     if plain.any():
@@ -356,6 +370,13 @@ def parse_array(
             reasons[i] = p.reason
             vals[i] = p.value or 0
     return vals, reasons
+
+
+def _as_int64(x: np.ndarray) -> np.ndarray:
+    """int64 view of an integer array; unsigned values beyond int64 become "too long" (not negative)."""
+    if x.dtype.kind == "u" and x.dtype.itemsize >= 8:
+        x = np.minimum(x, np.uint64(_HIGH))
+    return x.astype(np.int64, copy=False)
 
 
 def range_codes(values: np.ndarray) -> np.ndarray:
@@ -431,20 +452,38 @@ def _sql_int(expr: str, sql_type: str, chi: bool) -> tuple[str, str]:
             f"WHEN {expr} < {low} OR {expr} >= {_HIGH} THEN {int(Reason.WRONG_LENGTH)} ELSE 0 END"
         )
         return cand, reason
-    # text
-    c = f"regexp_replace(trim(CAST({expr} AS VARCHAR)), '[ \\-]', '', 'g')"
-    dbl = f"TRY_CAST({c} AS DOUBLE)"
-    digits_ok = f"regexp_full_match({c}, '[0-9]{{{9 if chi else 10},10}}')"
-    sci = f"regexp_full_match({c}, '[+]?[0-9]+(\\.[0-9]+)?([eE][+]?[0-9]+)?')"
-    cand = f"CASE WHEN {digits_ok} THEN TRY_CAST({c} AS BIGINT) WHEN {sci} THEN TRY_CAST({dbl} AS BIGINT) END"
+    # text: the same rules as ``parse`` (whitespace set, separators between digits, spreadsheet
+    # notation decided exactly on the digits, never through a DOUBLE that would round)
+    t = f"trim(CAST({expr} AS VARCHAR), '{_WS}')"
+    spaced = f"regexp_full_match({t}, '{_SPACED.pattern}')"
+    c = f"regexp_replace({t}, '[ \\-]', '', 'g')"
+    lens = "(9, 10)" if chi else "(10)"
+    excel = f"regexp_full_match({t}, '{_EXCEL_RE}')"
+    # value = I.F x 10^X; S = significant digits without leading zeros, S2 without trailing zeros
+    i_part = f"regexp_extract({t}, '{_EXCEL_RE}', 1)"
+    f_part = f"regexp_extract({t}, '{_EXCEL_RE}', 3)"
+    x_part = f"regexp_extract({t}, '{_EXCEL_RE}', 5)"
+    sig = f"ltrim({i_part} || {f_part}, '0')"
+    sig2 = f"rtrim({sig}, '0')"
+    exp = (
+        f"(CASE WHEN {x_part} = '' THEN 0::DOUBLE ELSE coalesce(TRY_CAST({x_part} AS DOUBLE), 0::DOUBLE) END)"
+    )
+    k = f"({exp} - length({f_part}) + (length({sig}) - length({sig2})))"  # exponent of S2
+    ndig = f"(length({sig2}) + {k})"
+    # used only where the reason is 0: a whole number of at most 10 digits, which a DOUBLE holds
+    # exactly, so the (correctly rounded) text-to-DOUBLE conversion is exact there
+    cand = (
+        f"CASE WHEN {spaced} THEN TRY_CAST({c} AS BIGINT) "
+        f"ELSE TRY_CAST(TRY_CAST({t} AS DOUBLE) AS BIGINT) END"
+    )
     reason = (
-        f"CASE WHEN {expr} IS NULL OR {c} = '' THEN {int(Reason.MISSING)} "
-        f"WHEN {digits_ok} THEN 0 "
-        f"WHEN regexp_full_match({c}, '[0-9]+') THEN {int(Reason.WRONG_LENGTH)} "
-        f"WHEN {sci} AND {dbl} <> floor({dbl}) THEN {int(Reason.NOT_INTEGER)} "
-        f"WHEN {sci} AND ({dbl} < {low} OR {dbl} >= {_HIGH}) THEN {int(Reason.WRONG_LENGTH)} "
-        f"WHEN {sci} THEN 0 "
-        f"ELSE {int(Reason.NOT_DIGITS)} END"
+        f"CASE WHEN {expr} IS NULL OR {t} = '' THEN {int(Reason.MISSING)} "
+        f"WHEN {spaced} THEN (CASE WHEN length({c}) IN {lens} THEN 0 ELSE {int(Reason.WRONG_LENGTH)} END) "
+        f"WHEN NOT {excel} THEN {int(Reason.NOT_DIGITS)} "
+        f"WHEN {sig2} = '' THEN {int(Reason.WRONG_LENGTH)} "
+        f"WHEN {k} < 0 THEN {int(Reason.NOT_INTEGER)} "
+        f"WHEN {ndig} IN {lens} THEN 0 "
+        f"ELSE {int(Reason.WRONG_LENGTH)} END"
     )
     return cand, reason
 
