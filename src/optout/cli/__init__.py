@@ -76,17 +76,23 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         raise
-    except Exception as exc:  # a bug: say so, without the data that triggered it
+    except Exception as exc:  # usage errors from the CLI parser, or a bug
+        # Typer >= 0.20 carries its own copy of click: handle its public exception types and
+        # plain click's alike.
         import click
 
-        if isinstance(exc, click.exceptions.Exit):
+        if isinstance(exc, (typer.Exit, click.exceptions.Exit)):
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, (typer.Abort, click.exceptions.Abort)):
             typer.echo("optout: interrupted; nothing was left half-written", err=True)
             sys.exit(EXIT_INTERRUPTED)
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, (typer.TyperException, click.exceptions.ClickException)):
+            show = getattr(exc, "show", None)
+            if callable(show):
+                show()
+            else:
+                typer.echo(f"optout: {exc}", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
         if os.environ.get("OPTOUT_DEBUG") == "1":
             traceback.print_exc()
         typer.echo(
