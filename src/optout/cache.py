@@ -152,7 +152,7 @@ def keygen(path: str | Path) -> Path:
     """Write a new random key (base64 of 32 bytes) to ``path`` with mode 0600; never overwrites."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = AESGCM_generate()
+    key = _new_key()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -173,7 +173,7 @@ def keygen(path: str | Path) -> Path:
     return path
 
 
-def AESGCM_generate() -> bytes:
+def _new_key() -> bytes:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     return AESGCM.generate_key(bit_length=256)
