@@ -131,6 +131,12 @@ def apply_cmd(
     quote: str | None = typer.Option(
         None, "--quote", metavar="CHAR", help='CSV quote character (default ").'
     ),
+    use_cache: bool = typer.Option(
+        False,
+        "--cache",
+        help="Use the temporary cache (`optout cache refresh`) instead of --cleaned-list: refused when "
+        "7 days old; disclose within 13 days of its refresh (001 §8.4).",
+    ),
 ) -> None:
     """Remove every opted-out person's whole record from the tables, into a new release folder.
 
@@ -151,11 +157,19 @@ def apply_cmd(
         from optout.store import open_store
 
         flow_for_release(open_store(), flow)
+    allow_list = None
+    if use_cache:  # the temporary cache: its own check time, never one given by hand
+        if cleaned_list is not None or checked_at is not None:
+            raise UsageError("--cache replaces --cleaned-list and --checked-at", hint="give --cache alone")
+        from optout.cache import load_allow_list
+
+        allow_list = load_allow_list()
     with _progress() as progress:
         rep = apply_opt_outs(
             tables,
             out_dir=out,
             cleaned_list=cleaned_list,
+            allow_list=allow_list,
             checked_at=checked_at,
             cohort=cohort,
             nhs_columns=nhs_column,
