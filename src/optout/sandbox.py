@@ -227,7 +227,7 @@ def start_sandbox(
     existing = sandbox_status(state_dir)
     if existing is not None:
         if with_responder and not _alive(existing.responder_pid, _responder_marker()):
-            reg = Path(existing.register_path or (register_path or state_dir / "register"))
+            reg = Path(existing.register_path or (register_path or state_dir.parent / "service"))
             existing.responder_pid = _spawn_responder(existing, state_dir, reg).pid
             existing.register_path = str(reg)
             _write_state(state_dir, existing)
@@ -260,7 +260,7 @@ def start_sandbox(
                     state_dir=str(state_dir),
                 )
                 if with_responder:
-                    reg = Path(register_path or state_dir / "register")
+                    reg = Path(register_path or state_dir.parent / "service")
                     info.register_path = str(reg)
                     info.responder_pid = _spawn_responder(info, state_dir, reg).pid
                 _write_state(state_dir, info)
