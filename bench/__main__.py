@@ -1,0 +1,141 @@
+"""``make bench`` / ``python -m bench [--rows N] [--people N] [--stages a,b] ...``.
+
+Generates synthetic data (kept under bench/data/, git-ignored, reused when the sizes match), runs
+every stage in its own process, prints a table and merges the run into bench/results.json.
+Examples::
+
+    make bench                                   # 10 M episode rows over 2 M people, Parquet
+    make bench ARGS="--rows 50000000"            # the 50 M-row run (takes a while)
+    make bench ARGS="--stages floor,apply_api --repeat 1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import core, stages
+
+
+def _parser() -> argparse.ArgumentParser:
+    names = [m.NAME for m in stages.all_stages()]
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", type=int, default=10_000_000, help="episode rows (default 10 000 000)")
+    p.add_argument("--people", type=int, default=2_000_000, help="people (default 2 000 000)")
+    p.add_argument("--opt-out-rate", type=float, default=0.055, help="share opted out (default 0.055)")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    p.add_argument("--stages", help=f"comma-separated subset of: {', '.join(names)}")
+    p.add_argument("--repeat", type=int, default=2, help="runs per stage; the fastest counts (default 2)")
+    p.add_argument("--force-pandas", action="store_true", help="run pandas even above 20 M rows")
+    p.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
+    return p
+
+
+def _fmt_s(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 130)
+
+    def log(msg: str) -> None:
+        console.print(f"[dim]{msg}[/dim]")
+
+    chosen = stages.all_stages()
+    if args.stages:
+        wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
+        unknown = sorted(set(wanted) - {m.NAME for m in chosen})
+        if unknown:
+            console.print(f"unknown stage(s): {', '.join(unknown)}")
+            return 2
+        chosen = [m for m in chosen if m.NAME in wanted]
+    else:
+        chosen = [m for m in chosen if getattr(m, "DEFAULT", True)]
+
+    started = datetime.now(UTC)
+    facts = core.machine()
+    ctx = core.prepare_data(args.rows, args.people, args.opt_out_rate, args.seed, args.format, log)
+    ctx.extra["force_pandas"] = args.force_pandas
+    results: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for stage in chosen:
+        reason = stage.skip(ctx) if hasattr(stage, "skip") else None
+        if reason:
+            skipped[stage.NAME] = reason
+            log(f"{stage.NAME}: skipped ({reason})")
+            continue
+        repeat = getattr(stage, "REPEAT", args.repeat)
+        repeat = min(repeat, args.repeat)
+        log(f"{stage.NAME}: {stage.TITLE} (x{repeat}) ...")
+        t0 = time.perf_counter()
+        results[stage.NAME] = core.run_stage(stage, ctx, repeat)
+        log(f"  {results[stage.NAME]['seconds']:.2f} s (stage took {time.perf_counter() - t0:.0f} s)")
+
+    core.add_ratios(results)
+    disagreements = core.check_agreement(results)
+    targets = core.evaluate(results)
+
+    table = Table(title=f"optout bench: {ctx.label} ({ctx.extra['data']['rows_in']})")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("x floor", justify="right")
+    table.add_column("peak RSS", justify="right")
+    table.add_column("notes")
+    for name, r in results.items():
+        ratio = r.get("ratio_vs_floor")
+        notes = f"{r['values_per_second'] / 1e6:.0f} M values/s" if "values_per_second" in r else ""
+        if name == "pandas_isin" and "apply_api" in results:
+            notes = f"{r['seconds'] / results['apply_api']['seconds']:.1f}x slower than optout"
+        table.add_row(
+            f"{name} [dim]{r['title']}[/dim]",
+            _fmt_s(r["seconds"]),
+            "" if ratio is None or r.get("is_floor") or r["group"] != "release" else f"{ratio:.2f}",
+            f"{r['peak_rss_bytes'] / core.GiB:.2f} GiB",
+            notes,
+        )
+    for name, why in skipped.items():
+        table.add_row(name, "-", "-", "-", f"skipped: {why}")
+    console.print(table)
+    for t in targets:
+        mark = {True: "[green]met[/green]", False: "[red]NOT met[/red]", None: "[dim]not measured[/dim]"}[
+            t["met"]
+        ]
+        m = t["measured"]
+        shown = "-" if m is None else (f"{m / 1e6:.1f} M" if m > 1000 else f"{m:.2f}")
+        console.print(f"  {t['target']}: {shown} ({t['threshold']}) {mark}")
+    for d in disagreements:
+        console.print(f"[red]DISAGREEMENT: {d}[/red]")
+
+    record = {
+        "started_at": started.replace(microsecond=0).isoformat(),
+        "machine": facts,
+        "data": {
+            "rows": args.rows,
+            "people": args.people,
+            "opt_out_rate": args.opt_out_rate,
+            "seed": args.seed,
+            "format": args.format,
+            **ctx.extra["data"],
+        },
+        "repeat": args.repeat,
+        "stages": results,
+        "skipped": skipped,
+        "targets": targets,
+        "agreement": disagreements or "all release stages kept the same rows",
+    }
+    if not args.no_save:
+        core.save(ctx.label, record)
+        log(f"wrote {core.RESULTS.relative_to(core.ROOT)}")
+    return 1 if disagreements else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""The harness: data, one process per stage run, peak RSS, ratios, results.json, the table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+DATA_DIR = BENCH_DIR / "data"  # git-ignored
+RESULTS = BENCH_DIR / "results.json"
+GiB = 1024**3
+
+
+@dataclass
+class Context:
+    """Everything a stage needs, passed to its process as JSON."""
+
+    label: str
+    rows: int
+    people: int
+    opt_out_rate: float
+    seed: int
+    format: str
+    data_dir: str
+    tables: dict[str, str]  # table name -> file
+    allow_path: str  # the cleaned list (.dat)
+    checked_at: str  # ISO-8601 UTC
+    links: list[str]
+    nhs_columns: dict[str, str]
+    work_dir: str  # an empty folder for this run's outputs; removed afterwards
+    optout_home: str  # OPTOUT_HOME for the tool's metadata store
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Context:
+        return cls(**json.loads(text))
+
+    def path(self, table: str) -> Path:
+        return Path(self.tables[table])
+
+
+def label_for(rows: int, people: int, fmt: str) -> str:
+    def short(n: int) -> str:
+        return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else (f"{n // 1000}k" if n % 1000 == 0 else str(n))
+
+    return f"{short(rows)}-rows-{short(people)}-people-{fmt}"
+
+
+def prepare_data(rows: int, people: int, opt_out_rate: float, seed: int, fmt: str, log: Any) -> Context:
+    """Generate (or reuse) the extract and the cleaned list under bench/data/<label>/."""
+    from optout import synth
+
+    label = label_for(rows, people, fmt)
+    d = DATA_DIR / label
+    params = {"rows": rows, "people": people, "opt_out_rate": opt_out_rate, "seed": seed, "format": fmt}
+    meta_file = d / "params.json"
+    allow_path = d / "cleaned.dat"
+    if meta_file.exists() and json.loads(meta_file.read_text()).get("params") == params:
+        meta = json.loads(meta_file.read_text())
+        log(f"reusing data in {d.relative_to(ROOT)}")
+    else:
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        log(f"generating {rows:,} episode rows over {people:,} people ({fmt}) in {d.relative_to(ROOT)} ...")
+        t0 = time.perf_counter()
+        ex = synth.extract(d / "extract", people, rows, seed, fmt)
+        pop = synth.population(people, seed)
+        allow = synth.cleaned_list(pop, opt_out_rate, seed)
+        synth.write_cleaned_list(allow_path, allow)
+        meta = {
+            "params": params,
+            "tables": {k: str(v) for k, v in ex.paths.items()},
+            "rows_in": ex.rows,
+            "bytes": {k: v.stat().st_size for k, v in ex.paths.items()},
+            "allow_list": int(allow.shape[0]),
+            "opted_out_people": int(pop.shape[0] - allow.shape[0]),
+            "seconds_to_generate": round(time.perf_counter() - t0, 2),
+            "links": ex.links,
+            "nhs_columns": ex.nhs_columns,
+        }
+        meta_file.write_text(json.dumps(meta, indent=2))
+        log(f"  done in {meta['seconds_to_generate']} s")
+    home = d / "optout-home"
+    home.mkdir(exist_ok=True)
+    return Context(
+        label=label,
+        rows=rows,
+        people=people,
+        opt_out_rate=opt_out_rate,
+        seed=seed,
+        format=fmt,
+        data_dir=str(d),
+        tables=meta["tables"],
+        allow_path=str(allow_path),
+        checked_at=datetime.now(UTC).replace(microsecond=0).isoformat(),
+        links=meta["links"],
+        nhs_columns=meta["nhs_columns"],
+        work_dir="",
+        optout_home=str(home),
+        extra={"data": {k: meta[k] for k in ("rows_in", "bytes", "allow_list", "opted_out_people")}},
+    )
+
+
+def run_stage(stage: ModuleType, ctx: Context, repeat: int) -> dict[str, Any]:
+    """Run ``stage`` ``repeat`` times, each in a fresh process; keep the fastest run."""
+    runs: list[dict[str, Any]] = []
+    for i in range(repeat):
+        work = Path(ctx.data_dir) / "work" / f"{stage.NAME}-{i}"
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        run_ctx = Context(**{**asdict(ctx), "work_dir": str(work)})
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            ctx_file, result_file = Path(tmp) / "ctx.json", Path(tmp) / "result.json"
+            ctx_file.write_text(run_ctx.to_json())
+            env = dict(os.environ, OPTOUT_HOME=ctx.optout_home, PYTHONPATH=str(ROOT))
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.child", stage.NAME, str(ctx_file), str(result_file)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            assert proc.stdout is not None
+            output = proc.stdout.read()
+            # wait4: this child's own resource usage (peak RSS includes children it waited for)
+            _pid, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0:
+                shutil.rmtree(work, ignore_errors=True)
+                tail = output.decode(errors="replace")[-3000:]
+                raise RuntimeError(f"stage {stage.NAME} failed (exit {proc.returncode}):\n{tail}")
+            result = json.loads(result_file.read_text())
+        shutil.rmtree(work, ignore_errors=True)
+        result["wall_seconds"] = round(wall, 3)
+        result["peak_rss_bytes"] = int(usage.ru_maxrss) * 1024  # Linux reports KiB
+        runs.append(result)
+    best = min(runs, key=lambda r: r["seconds"])
+    return {
+        **best,
+        "title": stage.TITLE,
+        "group": stage.GROUP,
+        "is_floor": getattr(stage, "IS_FLOOR", False),
+        "runs_seconds": [round(r["seconds"], 3) for r in runs],
+        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs),
+    }
+
+
+def machine() -> dict[str, Any]:
+    import duckdb
+    import numpy
+    import psutil
+    import pyarrow
+
+    import optout
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import pandas
+
+        pandas_version: str | None = pandas.__version__
+    except ImportError:
+        pandas_version = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "ram_gib": round(psutil.virtual_memory().total / GiB, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "versions": {
+            "optout": optout.__version__,
+            "duckdb": duckdb.__version__,
+            "pyarrow": pyarrow.__version__,
+            "numpy": numpy.__version__,
+            "pandas": pandas_version,
+        },
+        "git_commit": commit,
+    }
+
+
+TARGETS = [
+    # (id, description, how to compute from results, comparison, threshold)
+    ("apply_vs_floor", "optout apply (API) within 1.3x of the I/O floor (Parquet)", "<=", 1.3),
+    ("pandas_vs_apply", "optout apply >= 5x faster than pandas isin", ">=", 5.0),
+    ("apply_peak_rss_gib", "peak RSS of optout apply < 2 GiB (target stated at 50 M rows)", "<", 2.0),
+    (
+        "validation_values_per_s",
+        "NHS-number validation of an int64 column >= 20 M values/s, 1 core",
+        ">=",
+        20e6,
+    ),
+]
+
+
+def evaluate(stages_out: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    measured: dict[str, float | None] = {}
+    api, floor, pandas = (stages_out.get(k) for k in ("apply_api", "floor", "pandas_isin"))
+    measured["apply_vs_floor"] = api["seconds"] / floor["seconds"] if api and floor else None
+    measured["pandas_vs_apply"] = pandas["seconds"] / api["seconds"] if api and pandas else None
+    measured["apply_peak_rss_gib"] = api["peak_rss_bytes"] / GiB if api else None
+    v = stages_out.get("validate")
+    measured["validation_values_per_s"] = v["values_per_second"] if v else None
+    out = []
+    for key, text, op, threshold in TARGETS:
+        m = measured[key]
+        met = None if m is None else {"<=": m <= threshold, ">=": m >= threshold, "<": m < threshold}[op]
+        out.append({"id": key, "target": text, "threshold": f"{op} {threshold:g}", "measured": m, "met": met})
+    return out
+
+
+def add_ratios(stages_out: dict[str, dict[str, Any]]) -> None:
+    floors = {s["group"]: s["seconds"] for s in stages_out.values() if s.get("is_floor")}
+    for s in stages_out.values():
+        f = floors.get(s["group"])
+        s["ratio_vs_floor"] = round(s["seconds"] / f, 3) if f else None
+
+
+def check_agreement(stages_out: dict[str, dict[str, Any]]) -> list[str]:
+    """Every release stage (other than the floor) must keep exactly the same rows per table."""
+    kept = {k: s["rows_out"] for k, s in stages_out.items() if "rows_out" in s and not s.get("is_floor")}
+    if not kept:
+        return []
+    first_name, first = next(iter(kept.items()))
+    return [
+        f"{name} kept {rows} rows where {first_name} kept {first}"
+        for name, rows in kept.items()
+        if rows != first
+    ]
+
+
+def save(label: str, record: dict[str, Any], path: Path = RESULTS) -> None:
+    """Merge this run into results.json (one entry per data size/format, latest run wins)."""
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            data = {}
+    data.setdefault("about", "written by `make bench` (python -m bench); one entry per data size")
+    data.setdefault("runs", {})[label] = record
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
