@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optout.cleaned_list import CACHE_WINDOW, AllowList
+from optout.cleaned_list import CACHE_WINDOW, AllowList, sorted_unique
 from optout.errors import IntegrityError, Location, OutputError, PolicyRefusal, UsageError
 
 if TYPE_CHECKING:
@@ -329,7 +329,7 @@ def write_cache(
     """Encrypt and write the allow-list atomically (temp file in the same folder, fsync, rename)."""
     settings = settings or _settings()
     key = key if key is not None else load_key(settings)
-    numbers = np.unique(np.asarray(numbers, dtype=np.int64))
+    numbers = sorted_unique(np.asarray(numbers, dtype=np.int64))
     meta = CacheMeta(
         refreshed_at=refreshed_at.astimezone(UTC),
         cohort_sha256=cohort_sha256,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from optout.cleaned_list import sorted_unique
 from optout.errors import InputError, Location, UsageError
 from optout.nhs_number import Reason, parse_array
 
@@ -110,9 +111,9 @@ class Cohort:
 def _classify(values: np.ndarray, reasons: np.ndarray) -> tuple[np.ndarray, int, list[InvalidClass]]:
     ok = reasons == 0
     valid = values[ok]
-    unique = np.unique(valid)
+    unique = sorted_unique(valid)
     invalid: list[InvalidClass] = []
-    for code in sorted(set(np.unique(reasons[~ok]).tolist())):
+    for code in np.flatnonzero(np.bincount(reasons[~ok], minlength=1)).tolist():
         idx = np.flatnonzero(reasons == code)
         invalid.append(
             InvalidClass(
