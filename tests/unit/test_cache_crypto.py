@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_h
+from hypothesis import strategies as st
 
 from optout import audit, cache
 from optout.config import Settings
@@ -244,3 +247,36 @@ def test_write_is_atomic_no_temp_left(settings: Settings) -> None:
     _write(settings)
     _write(settings, refreshed_at=T0 + timedelta(days=1))
     assert [p.name for p in cache.cache_file(settings).parent.iterdir()] == [cache.CACHE_FILE]
+
+
+@settings_h(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.integers(min_value=0, max_value=9_999_999_999), max_size=300, unique=True),
+    flip=st.integers(min_value=0),
+)
+def test_any_list_round_trips_and_any_flipped_bit_is_caught(
+    tmp_path_factory: pytest.TempPathFactory, values: list[int], flip: int
+) -> None:
+    home = tmp_path_factory.mktemp("h")
+    s = Settings(home=home, actor="t")
+    key = os.urandom(32)
+    numbers = np.array(sorted(values), dtype=np.int64)
+    cache.write_cache(
+        numbers,
+        refreshed_at=T0,
+        cohort_sha256="0" * 64,
+        cohort_size=len(values) + 1,
+        local_id="x",
+        request_message_id=None,
+        reply_message_ids=[],
+        settings=s,
+        key=key,
+    )
+    back, meta, _ = cache.read_cache(s, key=key)
+    assert np.array_equal(back, numbers) and meta.returned_count == len(values)
+    path = cache.cache_file(s)
+    data = bytearray(path.read_bytes())
+    data[flip % len(data)] ^= 1 << (flip % 8)
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError):
+        cache.read_cache(s, key=key)

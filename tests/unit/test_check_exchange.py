@@ -332,3 +332,46 @@ def test_state_machine_refuses_going_back(store: Store) -> None:
 
     with pytest.raises(OptoutError):
         state.transition(store, "x-1", "sent")
+
+
+def test_mesh_unreachable_mid_wait_keeps_waiting(
+    tmp_path: Path, cohort: Path, settings: Settings, store: Store
+) -> None:
+    """The MESH server restarted while we wait: the poll fails, the wait carries on, nothing lost."""
+    box = FakeMailbox()
+    real_inbox = box.inbox
+    calls = {"n": 0}
+
+    def flaky_inbox(*, workflow_id: str | None = None) -> Iterator[str]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise TransportError("list inbox: cannot reach MESH", hint="check OPTOUT_MESH_URL")
+        return real_inbox(workflow_id=workflow_id)
+
+    box.inbox = flaky_inbox  # type: ignore[method-assign]
+    polls = {"n": 0}
+
+    def sleep(_s: float) -> None:
+        polls["n"] += 1
+        if polls["n"] == 2:  # answer only after the failed poll
+            box.answer()
+
+    res = check_cohort(
+        cohort, out=tmp_path / "c.dat", settings=settings, store=store, mailbox=box, sleep=sleep
+    )
+    assert res.state == "collected" and calls["n"] >= 3
+
+
+def test_mesh_unreachable_at_first_poll_is_an_error(
+    tmp_path: Path, cohort: Path, settings: Settings, store: Store
+) -> None:
+    box = FakeMailbox()
+
+    def down(*, workflow_id: str | None = None) -> Iterator[str]:
+        raise TransportError("list inbox: cannot reach MESH", hint="check OPTOUT_MESH_URL")
+
+    box.inbox = down  # type: ignore[method-assign]
+    with pytest.raises(TransportError):
+        check_cohort(cohort, out=tmp_path / "c.dat", settings=settings, store=store, mailbox=box)
+    (req,) = state.list_requests(store)
+    assert req.state == "sent"  # the request is kept: `optout check --collect` later
