@@ -385,6 +385,12 @@ class _Poller:
     def _ack(self, message_id: str) -> None:
         self.box.acknowledge(message_id)
 
+    @staticmethod
+    def _forget_request_file(req: state.CheckRequest) -> None:
+        """Once a request is final its cohort file is not needed: it is not kept."""
+        with contextlib.suppress(OSError, KeyError):
+            Path(req.details["request_path"]).unlink()
+
     def _duplicate(self, req: state.CheckRequest, rec: Any, kind: str) -> bool:
         dups = list(req.details.get("duplicates") or [])
         if not any(d.get("message_id") == rec.message_id for d in dups):
@@ -417,6 +423,7 @@ class _Poller:
                 },
             )
             self._ack(rec.message_id)
+            self._forget_request_file(req)
             audit.record(
                 self.store,
                 "check.failed",
@@ -433,6 +440,7 @@ class _Poller:
                 self.store, req.local_id, "rejected", answered_at=now, reply_message_id=rec.message_id
             )
             self._ack(rec.message_id)
+            self._forget_request_file(req)
             audit.record(
                 self.store,
                 "check.rejected",
@@ -473,8 +481,7 @@ class _Poller:
             returned_count=int(numbers.shape[0]),
         )
         self._ack(rec.message_id)
-        with contextlib.suppress(OSError, KeyError):
-            Path(req.details["request_path"]).unlink()  # the cohort is not kept once answered
+        self._forget_request_file(req)
         audit.record(
             self.store,
             "cache.refresh" if req.mode == "cache" else "check.collected",
