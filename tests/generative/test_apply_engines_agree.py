@@ -1,0 +1,162 @@
+"""The DuckDB engine agrees with the pure-Python reference engine (the executable spec) on random
+tables, cleaned lists, cohorts, links, spellings of NHS numbers and --unmatched choices: the same
+rows go out, in the same order, with the same counts."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from optout.cleaned_list import write_dat
+from optout.nhs_number import format_number, synthetic
+from optout.release import apply_opt_outs
+from optout.store import Store
+
+POOL = [format_number(int(n)) for n in synthetic(10, seed=5)]
+CHECKED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+NOW = CHECKED + timedelta(days=2)
+INVALID = ["", "123", "abc", "94347659", POOL[0][:9] + str((int(POOL[0][9]) + 1) % 10), "0000000000"]
+
+spelling = st.sampled_from(["plain", "spaced", "hyphen", "padded"])
+
+
+@st.composite
+def nhs_value(draw: Any) -> str:
+    if draw(st.integers(0, 4)) == 0:
+        return draw(st.sampled_from(INVALID))
+    n = draw(st.sampled_from(POOL))
+    how = draw(spelling)
+    if how == "spaced":
+        return f"{n[:3]} {n[3:6]} {n[6:]}"
+    if how == "hyphen":
+        return f"{n[:3]}-{n[3:6]}-{n[6:]}"
+    if how == "padded":
+        return f" {n} "
+    return n
+
+
+pids = st.sampled_from([f"p{i}" for i in range(6)] + [""])
+
+
+@st.composite
+def scenario(draw: Any) -> dict[str, Any]:
+    parent = draw(st.lists(st.tuples(pids, nhs_value()), min_size=1, max_size=25))
+    child = draw(
+        st.lists(st.tuples(st.sampled_from([f"c{i}" for i in range(5)]), pids), min_size=1, max_size=25)
+    )
+    grand = draw(st.lists(st.sampled_from([f"c{i}" for i in range(7)]), min_size=1, max_size=15))
+    allow = draw(st.sets(st.sampled_from(POOL), max_size=len(POOL)))
+    cohort = draw(st.none() | st.sets(st.sampled_from(POOL), min_size=0).map(lambda s: s | allow))
+    unmatched = draw(st.sampled_from(["withhold", "release", "trace"]))
+    index = draw(st.lists(st.tuples(pids.filter(bool), nhs_value()), min_size=1, max_size=6))
+    child_parquet = draw(st.booleans())
+    return {
+        "parent": parent,
+        "child": child,
+        "grand": grand,
+        "allow": allow,
+        "cohort": cohort,
+        "unmatched": unmatched,
+        "index": index,
+        "child_parquet": child_parquet,
+    }
+
+
+def _write_csv(path: Path, header: list[str], rows: list[Any]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _rows(path: Path) -> list[list[Any]]:
+    """What a recipient reads (header included; '' and NULL both as None)."""
+    if path.suffix == ".parquet":
+        t = pq.read_table(path)
+        rows = [list(r.values()) for r in t.to_pylist()]
+        header = t.column_names
+    else:
+        with path.open(newline="", encoding="utf-8") as fh:
+            header, *rows = list(csv.reader(fh))
+    return [header] + [[None if v in ("", None) else str(v) for v in r] for r in rows]
+
+
+_STORE: list[Store] = []
+
+
+def _store() -> Store:
+    """One metadata store for all examples (creating one runs the migrations)."""
+    if not _STORE:
+        d = tempfile.mkdtemp(prefix="optout-gen-store-")
+        _STORE.append(Store(f"sqlite:///{Path(d) / 'store.db'}"))
+    return _STORE[0]
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(scenario())
+def test_duckdb_and_reference_engines_agree(s: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        store = _store()
+        tables = [
+            _write_csv(
+                root / "patients.csv",
+                ["pid", "nhs_number", "v"],
+                [(p, n, i) for i, (p, n) in enumerate(s["parent"])],
+            )
+        ]
+        if s["child_parquet"]:
+            child = root / "episodes.parquet"
+            pq.write_table(
+                pa.table({"cid": [c for c, _ in s["child"]], "pid": [p or None for _, p in s["child"]]}),
+                child,
+            )
+        else:
+            child = _write_csv(root / "episodes.csv", ["cid", "pid"], s["child"])
+        tables.append(child)
+        tables.append(
+            _write_csv(root / "items.csv", ["item", "cid"], [(f"i{i}", c) for i, c in enumerate(s["grand"])])
+        )
+        cl = root / "cleaned.dat"
+        write_dat(cl, sorted(int(n) for n in s["allow"]))
+        kwargs: dict[str, Any] = {}
+        if s["cohort"] is not None:
+            write_dat(root / "cohort.dat", sorted(int(n) for n in s["cohort"]))
+            kwargs["cohort"] = root / "cohort.dat"
+        if s["unmatched"] == "trace":
+            kwargs["trace_index"] = _write_csv(root / "index.csv", ["pid", "nhs_number"], s["index"])
+        if s["unmatched"] == "release":
+            kwargs["release_reason"] = "disproportionate-effort"
+        results = {}
+        for engine in ("duckdb", "reference"):
+            rep = apply_opt_outs(
+                tables,
+                out_dir=root / f"out-{engine}",
+                cleaned_list=cl,
+                checked_at=CHECKED,
+                links=["episodes.pid=patients.pid", "items.cid=episodes.cid"],
+                unmatched=s["unmatched"],
+                engine=engine,
+                store=store,
+                now=NOW,
+                **kwargs,
+            )
+            d = rep.to_dict()
+            counts = [{k: v for k, v in t.items()} for t in d["tables"]]
+            outputs = {p.name: _rows(root / f"out-{engine}" / p.name) for p in tables}
+            results[engine] = (counts, outputs)
+        assert results["duckdb"][1] == results["reference"][1]
+        assert results["duckdb"][0] == results["reference"][0]
