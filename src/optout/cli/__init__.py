@@ -67,7 +67,10 @@ _register_all()
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``optout`` script."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="optout")
+        rc = app(args=argv, standalone_mode=False, prog_name="optout")
+        # without standalone mode, `raise typer.Exit(code)` comes back as a return value
+        if isinstance(rc, int) and rc != 0:
+            sys.exit(rc)
     except OptoutError as exc:
         typer.echo(f"optout: {exc.kind} error: {exc.render()}", err=True)
         sys.exit(exc.exit_code)
