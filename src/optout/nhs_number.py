@@ -43,6 +43,7 @@ __all__ = [
     "parse_array",
     "range_codes",
     "sql_normalised",
+    "sorted_unique",
     "sql_reason",
     "synthetic",
     "validate_int_array",
@@ -394,6 +395,18 @@ def range_codes(values: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- synthetic numbers
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct int64 values: sort + neighbour mask (NumPy 2's ``np.unique`` hashes, which
+    is several times slower on tens of millions of NHS numbers)."""
+    x = np.sort(np.asarray(values, dtype=np.int64), kind="stable")
+    if x.shape[0] < 2:
+        return x
+    keep = np.empty(x.shape[0], dtype=bool)
+    keep[0] = True
+    np.not_equal(x[1:], x[:-1], out=keep[1:])
+    return x[keep]
+
+
 def synthetic(n: int, *, seed: int = 0, low: int = 900_000_000, high: int = 999_999_999) -> np.ndarray:
     """``n`` distinct valid NHS numbers (int64) whose first nine digits lie in [low, high].
 
@@ -418,7 +431,7 @@ def synthetic(n: int, *, seed: int = 0, low: int = 900_000_000, high: int = 999_
         c[c == 11] = 0
         keep = c != 10
         cand = nine[keep] * 10 + c[keep]
-        out = np.unique(np.concatenate([out, cand]))
+        out = sorted_unique(np.concatenate([out, cand]))
     return rng.permutation(out)[:n]
 
 
@@ -431,8 +444,13 @@ def _sql_check(x: str) -> str:
     return f"(((11 - (({terms}) % 11)) % 11) = ({x} % 10))"
 
 
+def _is_text(sql_type: str) -> bool:
+    t = sql_type.upper()
+    return not any(k in t for k in ("INT", "DOUBLE", "FLOAT", "REAL", "DECIMAL"))
+
+
 def _sql_int(expr: str, sql_type: str, chi: bool) -> tuple[str, str]:
-    """(BIGINT candidate expression, SQL reason code expression before the checksum)."""
+    """Numeric columns: (BIGINT candidate expression, SQL reason code before the checksum)."""
     t = sql_type.upper()
     low = _CHI_LOW if chi else _LOW
     if any(k in t for k in ("INT", "HUGEINT")):
@@ -443,23 +461,45 @@ def _sql_int(expr: str, sql_type: str, chi: bool) -> tuple[str, str]:
             f"WHEN {expr} < {low} OR {expr} >= {_HIGH} THEN {int(Reason.WRONG_LENGTH)} ELSE 0 END"
         )
         return cand, reason
-    if any(k in t for k in ("DOUBLE", "FLOAT", "REAL", "DECIMAL")):
-        cand = f"TRY_CAST({expr} AS BIGINT)"
-        reason = (
-            f"CASE WHEN {expr} IS NULL OR isnan({expr}) THEN {int(Reason.MISSING)} "
-            f"WHEN NOT isfinite({expr}) OR {expr} <> floor({expr}) THEN {int(Reason.NOT_INTEGER)} "
-            f"WHEN {expr} < 0 THEN {int(Reason.NOT_DIGITS)} "
-            f"WHEN {expr} < {low} OR {expr} >= {_HIGH} THEN {int(Reason.WRONG_LENGTH)} ELSE 0 END"
-        )
-        return cand, reason
-    # text: the same rules as ``parse`` (whitespace set, separators between digits, spreadsheet
-    # notation decided exactly on the digits, never through a DOUBLE that would round)
-    t = f"trim(CAST({expr} AS VARCHAR), '{_WS}')"
+    cand = f"TRY_CAST({expr} AS BIGINT)"
+    reason = (
+        f"CASE WHEN {expr} IS NULL OR isnan({expr}) THEN {int(Reason.MISSING)} "
+        f"WHEN NOT isfinite({expr}) OR {expr} <> floor({expr}) THEN {int(Reason.NOT_INTEGER)} "
+        f"WHEN {expr} < 0 THEN {int(Reason.NOT_DIGITS)} "
+        f"WHEN {expr} < {low} OR {expr} >= {_HIGH} THEN {int(Reason.WRONG_LENGTH)} ELSE 0 END"
+    )
+    return cand, reason
+
+
+# Text columns. DuckDB has no variables inside an expression, so values computed once are bound
+# with one-element lambdas: ``list_transform([value], lambda v: ...)[1]``. Without that, the
+# trimmed text would be recomputed for each of the ten digits of the checksum (20x slower).
+_T, _C = "__optout_t", "__optout_c"  # lambda parameter names (must not clash with columns)
+
+
+def _bind(value: str, name: str, body: str) -> str:
+    return f"list_transform([{value}], lambda {name}: {body})[1]"
+
+
+def _checked(cand: str) -> str:
+    """Reason for a BIGINT candidate that passed every other test: 0 or bad check digit."""
+    return _bind(cand, _C, f"CASE WHEN {_sql_check(_C)} THEN 0 ELSE {int(Reason.BAD_CHECK_DIGIT)} END")
+
+
+def _text_parts(chi: bool) -> tuple[str, str]:
+    """(reason, candidate) as expressions of the trimmed text bound to ``_T``.
+
+    The same rules as ``parse``: separators (space, hyphen) only between digits; spreadsheet
+    notation decided exactly on its digits, never through a DOUBLE that would round. The common
+    case (9-10 plain digits) is tested first, so the rest only runs for the odd values.
+    """
+    t = _T
+    lens = "(9, 10)" if chi else "(10)"
+    plain = f"regexp_full_match({t}, '[0-9]{{{9 if chi else 10},10}}')"
     spaced = f"regexp_full_match({t}, '{_SPACED.pattern}')"
     c = f"regexp_replace({t}, '[ \\-]', '', 'g')"
-    lens = "(9, 10)" if chi else "(10)"
     excel = f"regexp_full_match({t}, '{_EXCEL_RE}')"
-    # value = I.F x 10^X; S = significant digits without leading zeros, S2 without trailing zeros
+    # value = I.F x 10^X; S = its digits without leading zeros, S2 also without trailing zeros
     i_part = f"regexp_extract({t}, '{_EXCEL_RE}', 1)"
     f_part = f"regexp_extract({t}, '{_EXCEL_RE}', 3)"
     x_part = f"regexp_extract({t}, '{_EXCEL_RE}', 5)"
@@ -468,36 +508,49 @@ def _sql_int(expr: str, sql_type: str, chi: bool) -> tuple[str, str]:
     exp = (
         f"(CASE WHEN {x_part} = '' THEN 0::DOUBLE ELSE coalesce(TRY_CAST({x_part} AS DOUBLE), 0::DOUBLE) END)"
     )
-    k = f"({exp} - length({f_part}) + (length({sig}) - length({sig2})))"  # exponent of S2
+    k = f"({exp} - length({f_part}) + (length({sig}) - length({sig2})))"  # S2's power of ten
     ndig = f"(length({sig2}) + {k})"
-    # used only where the reason is 0: a whole number of at most 10 digits, which a DOUBLE holds
+    # where the reason is 0 the value is a whole number of at most 10 digits, which a DOUBLE holds
     # exactly, so the (correctly rounded) text-to-DOUBLE conversion is exact there
     cand = (
-        f"CASE WHEN {spaced} THEN TRY_CAST({c} AS BIGINT) "
+        f"CASE WHEN {plain} THEN CAST({t} AS BIGINT) WHEN {spaced} THEN TRY_CAST({c} AS BIGINT) "
         f"ELSE TRY_CAST(TRY_CAST({t} AS DOUBLE) AS BIGINT) END"
     )
-    reason = (
-        f"CASE WHEN {expr} IS NULL OR {t} = '' THEN {int(Reason.MISSING)} "
-        f"WHEN {spaced} THEN (CASE WHEN length({c}) IN {lens} THEN 0 ELSE {int(Reason.WRONG_LENGTH)} END) "
+    pre = (
+        f"CASE WHEN {spaced} THEN "
+        f"(CASE WHEN length({c}) IN {lens} THEN 0 ELSE {int(Reason.WRONG_LENGTH)} END) "
         f"WHEN NOT {excel} THEN {int(Reason.NOT_DIGITS)} "
         f"WHEN {sig2} = '' THEN {int(Reason.WRONG_LENGTH)} "
         f"WHEN {k} < 0 THEN {int(Reason.NOT_INTEGER)} "
         f"WHEN {ndig} IN {lens} THEN 0 "
         f"ELSE {int(Reason.WRONG_LENGTH)} END"
     )
-    return cand, reason
+    p = "__optout_p"
+    odd = _bind(pre, p, f"CASE WHEN {p} <> 0 THEN {p} ELSE {_checked(cand)} END")
+    reason = (
+        f"CASE WHEN {t} IS NULL OR {t} = '' THEN {int(Reason.MISSING)} "
+        f"WHEN {plain} THEN {_checked(f'CAST({t} AS BIGINT)')} ELSE {odd} END"
+    )
+    return reason, cand
+
+
+def _trimmed(expr: str) -> str:
+    return f"trim(CAST({expr} AS VARCHAR), '{_WS}')"
 
 
 def sql_reason(expr: str, sql_type: str, *, chi: bool = False) -> str:
     """DuckDB expression giving the ``Reason`` code (0 = valid) of column expression ``expr``."""
+    if _is_text(sql_type):
+        reason, _cand = _text_parts(chi)
+        return f"({_bind(_trimmed(expr), _T, reason)})"
     cand, pre = _sql_int(expr, sql_type, chi)
-    return (
-        f"(CASE WHEN ({pre}) <> 0 THEN ({pre}) "
-        f"WHEN {_sql_check(cand)} THEN 0 ELSE {int(Reason.BAD_CHECK_DIGIT)} END)"
-    )
+    return f"(CASE WHEN ({pre}) <> 0 THEN ({pre}) ELSE {_checked(cand)} END)"
 
 
 def sql_normalised(expr: str, sql_type: str, *, chi: bool = False) -> str:
     """DuckDB expression giving the normalised BIGINT for valid values, NULL otherwise."""
-    cand, _ = _sql_int(expr, sql_type, chi)
+    if _is_text(sql_type):
+        reason, cand = _text_parts(chi)
+        return f"({_bind(_trimmed(expr), _T, f'CASE WHEN ({reason}) = 0 THEN {cand} END')})"
+    cand, _pre = _sql_int(expr, sql_type, chi)
     return f"(CASE WHEN {sql_reason(expr, sql_type, chi=chi)} = 0 THEN {cand} END)"
