@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from optout.errors import UsageError
+from optout.errors import EXIT_INTERRUPTED, UsageError
 
 
 @contextmanager
@@ -164,32 +164,39 @@ def apply_cmd(
         from optout.cache import load_allow_list
 
         allow_list = load_allow_list()
-    with _progress() as progress:
-        rep = apply_opt_outs(
-            tables,
-            out_dir=out,
-            cleaned_list=cleaned_list,
-            allow_list=allow_list,
-            checked_at=checked_at,
-            cohort=cohort,
-            nhs_columns=nhs_column,
-            links=link,
-            chi_columns=chi,
-            unmatched=unmatched,
-            trace_index=trace_index,
-            trace_keys=trace_key,
-            release_reason=reason,
-            report_for=report_for,
-            dry_run=dry_run,
-            force=force,
-            flow_id=flow,
-            engine=engine,
-            memory_limit=memory_limit,
-            encoding=encoding,
-            delimiter=delimiter,
-            quote=quote,
-            progress=progress,
+    try:
+        with _progress() as progress:
+            rep = apply_opt_outs(
+                tables,
+                out_dir=out,
+                cleaned_list=cleaned_list,
+                allow_list=allow_list,
+                checked_at=checked_at,
+                cohort=cohort,
+                nhs_columns=nhs_column,
+                links=link,
+                chi_columns=chi,
+                unmatched=unmatched,
+                trace_index=trace_index,
+                trace_keys=trace_key,
+                release_reason=reason,
+                report_for=report_for,
+                dry_run=dry_run,
+                force=force,
+                flow_id=flow,
+                engine=engine,
+                memory_limit=memory_limit,
+                encoding=encoding,
+                delimiter=delimiter,
+                quote=quote,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        # said here: outside standalone mode the CLI framework turns Ctrl-C into a bare exit 130
+        typer.echo(
+            "optout: interrupted; nothing was left half-written (no release folder was made)", err=True
         )
+        raise SystemExit(EXIT_INTERRUPTED) from None
     if report is not None:
         rep.write(report, report_for=report_for)
     if as_json:

@@ -214,8 +214,14 @@ class DuckDBEngine(Engine):
     def _run(self, sql: str, src: TableSource, *, column: str | None = None) -> Any:
         try:
             return self.con.execute(sql)
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
         except duckdb.Error as exc:
             raise translate_duckdb_error(exc, src.path, column=column) from None
+        except RuntimeError as exc:  # DuckDB reports Ctrl-C during a query as "Query interrupted"
+            if "interrupt" in str(exc).lower():
+                raise KeyboardInterrupt from None
+            raise
 
     def classify(
         self, plan: ReleasePlan, lists: Lists, progress: ProgressFn | None = None
@@ -315,7 +321,18 @@ class DuckDBEngine(Engine):
                 f"NEW_LINE {quote_literal(src.newline or chr(10))}"
             )
         try:
-            n = self.con.execute(f"COPY ({query}) TO {quote_literal(raw)} ({opts})").fetchone()[0]
+            if src.format == "parquet" and not self._same_parquet_schema(src, out_path):
+                n = self._write_arrow(query, src, out_path)
+            else:
+                n = self.con.execute(f"COPY ({query}) TO {quote_literal(raw)} ({opts})").fetchone()[0]
+        except OSError as exc:
+            raise output_error(exc, out_path) from None
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
+        except RuntimeError as exc:
+            if "interrupt" in str(exc).lower():
+                raise KeyboardInterrupt from None
+            raise
         except duckdb.Error as exc:
             text = str(exc)
             if str(raw) in text or "No space" in text or "File too large" in text or "write" in text.lower():
@@ -331,6 +348,37 @@ class DuckDBEngine(Engine):
                 hint="this is a bug; nothing was released. Run again with --engine reference and report it",
             )
         return int(n)
+
+    def _same_parquet_schema(self, src: TableSource, out_path: Path) -> bool:
+        """Would DuckDB's own Parquet writer reproduce the source schema exactly?
+
+        (It widens some types, e.g. millisecond timestamps to microseconds.)"""
+        import pyarrow.parquet as pq
+
+        probe = out_path.with_name(f".probe-{out_path.name}")
+        try:
+            self.con.execute(
+                f"COPY (SELECT * FROM {src.scan_sql()} LIMIT 0) TO {quote_literal(probe)} (FORMAT parquet)"
+            )
+            return bool(pq.read_schema(probe).equals(pq.read_schema(src.path), check_metadata=False))
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
+    def _write_arrow(self, query: str, src: TableSource, out_path: Path) -> int:
+        """Stream the kept rows through Arrow and write them with the source's exact schema."""
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(src.path)
+        codec = (src.compression or "SNAPPY").lower()
+        codec = {"uncompressed": "none", "lz4_raw": "lz4"}.get(codec, codec)
+        n = 0
+        reader = self.con.sql(query).to_arrow_reader(1 << 17)
+        with pq.ParquetWriter(out_path, schema, compression=codec) as w:
+            for batch in reader:
+                w.write_batch(batch if batch.schema.equals(schema) else batch.cast(schema))
+                n += batch.num_rows
+        return n
 
 
 def _mask(n: int, removed: np.ndarray) -> pa.BooleanArray:
