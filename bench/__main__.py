@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=2, help="runs per stage; the fastest counts (default 2)")
     p.add_argument("--force-pandas", action="store_true", help="run pandas even above 20 M rows")
     p.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
+    p.add_argument("--data-dir", type=Path, default=core.DATA_DIR, help="where data is generated")
+    p.add_argument("--results", type=Path, default=core.RESULTS, help="the results file to merge into")
     return p
 
 
@@ -62,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.now(UTC)
     facts = core.machine()
-    ctx = core.prepare_data(args.rows, args.people, args.opt_out_rate, args.seed, args.format, log)
+    ctx = core.prepare_data(
+        args.rows, args.people, args.opt_out_rate, args.seed, args.format, log, args.data_dir.resolve()
+    )
     ctx.extra["force_pandas"] = args.force_pandas
     results: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
@@ -133,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         "agreement": disagreements or "all release stages kept the same rows",
     }
     if not args.no_save:
-        core.save(ctx.label, record)
-        log(f"wrote {core.RESULTS.relative_to(core.ROOT)}")
+        core.save(ctx.label, record, args.results)
+        log(f"wrote {args.results}")
     return 1 if disagreements else 0
 
 

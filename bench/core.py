@@ -61,23 +61,25 @@ def label_for(rows: int, people: int, fmt: str) -> str:
     return f"{short(rows)}-rows-{short(people)}-people-{fmt}"
 
 
-def prepare_data(rows: int, people: int, opt_out_rate: float, seed: int, fmt: str, log: Any) -> Context:
+def prepare_data(
+    rows: int, people: int, opt_out_rate: float, seed: int, fmt: str, log: Any, data_dir: Path = DATA_DIR
+) -> Context:
     """Generate (or reuse) the extract and the cleaned list under bench/data/<label>/."""
     from optout import synth
 
     label = label_for(rows, people, fmt)
-    d = DATA_DIR / label
+    d = data_dir / label
     params = {"rows": rows, "people": people, "opt_out_rate": opt_out_rate, "seed": seed, "format": fmt}
     meta_file = d / "params.json"
     allow_path = d / "cleaned.dat"
     if meta_file.exists() and json.loads(meta_file.read_text()).get("params") == params:
         meta = json.loads(meta_file.read_text())
-        log(f"reusing data in {d.relative_to(ROOT)}")
+        log(f"reusing data in {d}")
     else:
         if d.exists():
             shutil.rmtree(d)
         d.mkdir(parents=True)
-        log(f"generating {rows:,} episode rows over {people:,} people ({fmt}) in {d.relative_to(ROOT)} ...")
+        log(f"generating {rows:,} episode rows over {people:,} people ({fmt}) in {d} ...")
         t0 = time.perf_counter()
         ex = synth.extract(d / "extract", people, rows, seed, fmt)
         pop = synth.population(people, seed)
