@@ -65,7 +65,7 @@ _SEX_P = np.array([0.49, 0.5, 0.01])
 
 def _codes(rng: np.random.Generator, n: int, letters: str, digits: int, sep_at: int) -> pa.Array:
     """A deterministic vocabulary of code-like strings (ICD-10 ``I21.9``, OPCS-4 ``K40.1``)."""
-    out = set()
+    out: set[str] = set()
     while len(out) < n:
         d = "".join(str(x) for x in rng.integers(0, 10, size=digits))
         out.add(f"{rng.choice(list(letters))}{d[:sep_at]}.{d[sep_at:]}")
