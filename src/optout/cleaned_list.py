@@ -192,17 +192,16 @@ def _read_csv_numbers(data: bytes, source_name: str) -> np.ndarray:
             hint="give the service's .dat reply or a one-column CSV of NHS numbers",
         )
     values = [r[0] for r in rows]
-    first = 0
-    vals, reasons = parse_array(values[:1])
-    if reasons[0] != 0 and not any(ch.isdigit() for ch in values[0]):
-        first = 1  # a header line
+    first = 1 if not any(ch.isdigit() for ch in values[0]) else 0  # a header line
     vals, reasons = parse_array(values[first:])
-    bad = np.flatnonzero(reasons != 0)
-    if bad.size:
+    wrong = np.flatnonzero(reasons != 0)
+    if wrong.size:
         raise InputError(
-            f"{source_name}: {bad.size} row(s) hold an invalid NHS number",
+            f"{source_name}: {wrong.size} row(s) hold an invalid NHS number",
             where=Location(
-                file=source_name, line=int(bad[0]) + 1 + first, value_class=Reason(int(reasons[bad[0]])).label
+                file=source_name,
+                line=int(wrong[0]) + 1 + first,
+                value_class=Reason(int(reasons[wrong[0]])).label,
             ),
             hint="fix or remove those rows (see `optout nhs-number check`)",
         )

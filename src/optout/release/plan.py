@@ -288,8 +288,8 @@ def make_plan(
         chi.add(t)
     planned: dict[str, PlannedTable] = {}
     for name, src in sources.items():
-        col = nhs_map.get(name) or detect_nhs_column(src)
-        planned[name] = PlannedTable(source=src, nhs_column=col, chi=name in chi)
+        found = nhs_map.get(name) or detect_nhs_column(src)
+        planned[name] = PlannedTable(source=src, nhs_column=found, chi=name in chi)
     for text in links:
         link = parse_link(text, names)
         child, parent = planned[link.child], planned[link.parent]
@@ -302,19 +302,19 @@ def make_plan(
             )
         child.link = link
         parent.children.append(link)
-    for t in planned.values():
-        if t.chi and t.nhs_column is None:
+    for pt in planned.values():
+        if pt.chi and pt.nhs_column is None:
             raise UsageError(
-                f"--chi {t.name}: that table has no NHS-number column",
-                hint=f"name it with --nhs-column {t.name}=COLUMN",
+                f"--chi {pt.name}: that table has no NHS-number column",
+                hint=f"name it with --nhs-column {pt.name}=COLUMN",
             )
-        if t.nhs_column is None and t.link is None:
+        if pt.nhs_column is None and pt.link is None:
             raise UsageError(
-                f"table {t.name!r} has no NHS-number column and no link to a table that has one, so "
+                f"table {pt.name!r} has no NHS-number column and no link to a table that has one, so "
                 "the records of people with an opt-out could not be removed from it (001 §8.1)",
-                where=Location(file=t.source.path),
-                hint=f"name its NHS-number column with --nhs-column {t.name}=COLUMN, or link it with "
-                f"--link {t.name}.COLUMN=PARENT.COLUMN; a table with no person data does not belong "
+                where=Location(file=pt.source.path),
+                hint=f"name its NHS-number column with --nhs-column {pt.name}=COLUMN, or link it with "
+                f"--link {pt.name}.COLUMN=PARENT.COLUMN; a table with no person data does not belong "
                 "in this command",
             )
     ordered = _topological(planned)
@@ -322,27 +322,27 @@ def make_plan(
     if trace_index is not None:
         trace = _open_trace_index(trace_index, **opts)
         keys = _parse_assignments(trace_keys, "--trace-key")
-        for t, col in keys.items():
-            if t not in planned:
+        for tname, tcol in keys.items():
+            if tname not in planned:
                 raise UsageError(
-                    f"--trace-key names table {t!r}, which is not one of the tables given"
-                    f"{_suggest(t, names)}",
+                    f"--trace-key names table {tname!r}, which is not one of the tables given"
+                    f"{_suggest(tname, names)}",
                     hint=f"tables are: {', '.join(names)}",
                 )
-            _require_column(planned[t].source, col, "given with --trace-key")
-        for t in ordered:
-            if t.nhs_column is None:
+            _require_column(planned[tname].source, tcol, "given with --trace-key")
+        for pt in ordered:
+            if pt.nhs_column is None:
                 continue
-            col = keys.get(t.name)
-            if col is None and trace.key_column in t.source.columns:
-                col = trace.key_column
-            if col is None:
+            key: str | None = keys.get(pt.name)
+            if key is None and trace.key_column in pt.source.columns:
+                key = trace.key_column
+            if key is None:
                 raise UsageError(
-                    f"table {t.name!r}: which column holds the local identifier to trace by?",
-                    hint=f"give --trace-key {t.name}=COLUMN (the index's identifier column is "
+                    f"table {pt.name!r}: which column holds the local identifier to trace by?",
+                    hint=f"give --trace-key {pt.name}=COLUMN (the index's identifier column is "
                     f"{trace.key_column!r})",
                 )
-            t.trace_key = col
+            pt.trace_key = key
     elif trace_keys:
         raise UsageError(
             "--trace-key is only for --unmatched trace", hint="add --unmatched trace --trace-index FILE"
