@@ -211,6 +211,19 @@ class DuckDBEngine(Engine):
         )
         self._run(sql, tr.source)
 
+    def _arrow(self, sql: str, src: TableSource) -> pa.Table:
+        """A query's result as Arrow (large lists stay columnar)."""
+        try:
+            return self.con.sql(sql).to_arrow_table()
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None
+        except duckdb.Error as exc:
+            raise translate_duckdb_error(exc, src.path) from None
+        except RuntimeError as exc:
+            if "interrupt" in str(exc).lower():
+                raise KeyboardInterrupt from None
+            raise
+
     def _run(self, sql: str, src: TableSource, *, column: str | None = None) -> Any:
         try:
             return self.con.execute(sql)
@@ -258,7 +271,7 @@ class DuckDBEngine(Engine):
                 for r in Reason
                 if r != Reason.VALID
             )
-            rows = self._run(
+            stats = self._arrow(
                 f"""SELECT __status, count(*) AS n,
                        bit_count(bitstring_agg(__pidx, 0, {top}) FILTER (WHERE __status IN ({kept}))) AS pk,
                        count(DISTINCT __person) FILTER (WHERE __status NOT IN ({kept})) AS pr,
@@ -268,26 +281,31 @@ class DuckDBEngine(Engine):
                        {invalid}
                     FROM ({classified}) c GROUP BY __status""",
                 src,
-            ).fetchall()
+            )
             counts = TableCounts()
             removed: list[np.ndarray] = []
             problems: list[int] = []
             reasons = [r for r in Reason if r != Reason.VALID]
-            for status, n, pk, pr, traced, rem, probs, *inv in rows:
-                st = Status(int(status))
-                people = int(pk or 0) if st.kept else int(pr or 0)
+            for i in range(stats.num_rows):
+                row = {c: stats.column(c)[i] for c in ("__status", "n", "pk", "pr", "traced", "problems")}
+                st = Status(int(row["__status"].as_py()))
+                n = int(row["n"].as_py())
+                people = int((row["pk"] if st.kept else row["pr"]).as_py() or 0)
                 counts.rows_in += n
-                counts.by_status[st] = [int(n), people]
+                counts.by_status[st] = [n, people]
                 if st.kept:
                     counts.people_kept += people
                 else:
                     counts.people_removed += people
-                for r, k in zip(reasons, inv, strict=True):
+                for r in reasons:
+                    k = stats.column(f"r{int(r)}")[i].as_py()
                     if k:
                         counts.invalid[r.label] = counts.invalid.get(r.label, 0) + int(k)
-                counts.traced += int(traced)
-                if rem:
-                    removed.append(np.asarray(rem, dtype=np.int64))
+                counts.traced += int(row["traced"].as_py() or 0)
+                rem = stats.column("removed")[i]
+                if rem.is_valid and len(rem):  # row numbers as an Arrow list: no Python ints
+                    removed.append(rem.values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+                probs = row["problems"].as_py()
                 if probs:
                     problems.extend(int(p) for p in probs)
             counts.problem_rows = sorted(p + 1 for p in problems)[:PROBLEM_ROWS_SHOWN]
