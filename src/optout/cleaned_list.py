@@ -104,9 +104,13 @@ def parse_checked_at(value: str | datetime, *, what: str = "--checked-at") -> da
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
     """Sorted unique int64 (sort-based: much faster than ``np.unique``'s hashing here)."""
-    x = np.sort(np.asarray(values, dtype=np.int64))
+    x = np.asarray(values, dtype=np.int64)
     if x.size < 2:
-        return x
+        return x.copy()
+    if not (x[1:] > x[:-1]).all():  # the service's reply is usually sorted already
+        x = np.sort(x)
+    else:
+        return x.copy()
     keep = np.empty(x.size, dtype=bool)
     keep[0] = True
     np.not_equal(x[1:], x[:-1], out=keep[1:])
@@ -120,11 +124,14 @@ def _fast_dat(data: bytes) -> np.ndarray | None:
     buf = np.frombuffer(data, dtype=np.uint8).reshape(-1, 12)
     if not ((buf[:, 10] == ord(",")).all() and (buf[:, 11] == ord("\n")).all()):
         return None
-    digits = buf[:, :10].astype(np.int64) - ord("0")
-    if ((digits < 0) | (digits > 9)).any():
+    digits = buf[:, :10] - np.uint8(ord("0"))  # wraps below '0', so one comparison suffices
+    if (digits > 9).any():
         return None
-    powers = 10 ** np.arange(9, -1, -1, dtype=np.int64)
-    return digits @ powers
+    out = np.zeros(buf.shape[0], dtype=np.int64)
+    for k in range(10):
+        out *= 10
+        out += digits[:, k]
+    return out
 
 
 def read_dat_bytes(data: bytes, *, source_name: str) -> np.ndarray:

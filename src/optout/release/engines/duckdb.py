@@ -73,6 +73,8 @@ def _fast_candidate(expr: str, sql_type: str, chi: bool) -> str:
     if "INT" in t and "INTERVAL" not in t:
         low = 100_000_000 if chi else 1_000_000_000
         return f"(CASE WHEN {expr} >= {low} AND {expr} < 10000000000 THEN CAST({expr} AS BIGINT) END)"
+    if t == "VARCHAR":  # the common spelling, exactly ten digits; any other goes the full way
+        return f"(CASE WHEN regexp_full_match({expr}, '[0-9]{{10}}') THEN CAST({expr} AS BIGINT) END)"
     return sql_normalised(expr, sql_type, chi=chi)
 
 
