@@ -78,6 +78,12 @@ def _fast_candidate(expr: str, sql_type: str, chi: bool) -> str:
     return sql_normalised(expr, sql_type, chi=chi)
 
 
+def _fast_is_exact(sql_type: str) -> bool:
+    """Does ``_fast_candidate`` find every number on the list (not only the common spelling)?"""
+    t = sql_type.upper()
+    return t != "VARCHAR"
+
+
 def _key_expr(column: str) -> str:
     """Link/trace keys are compared as text ('' is no key)."""
     return f"NULLIF(CAST({quote_ident(column)} AS VARCHAR), '')"
@@ -135,6 +141,15 @@ class DuckDBEngine(Engine):
             f"al.n IS NOT NULL AS __on_list, al.i AS __pidx "
             f"FROM ({inner}) f LEFT JOIN __allow al ON al.n = f.__fast"
         )
+        if t.nhs_column is not None and not _fast_is_exact(src.types.get(t.nhs_column, "VARCHAR")):
+            # other spellings (spaces, hyphens, Excel notation) missed the fast path: look the
+            # fully normalised number up too, for those rows only
+            base = (
+                "SELECT g.* REPLACE ((g.__on_list OR a2.n IS NOT NULL) AS __on_list, "
+                "coalesce(g.__pidx, a2.i) AS __pidx) "
+                f"FROM ({base}) g LEFT JOIN __allow a2 "
+                "ON a2.n = (CASE WHEN g.__on_list THEN NULL ELSE g.__norm END)"
+            )
         joins = []
         tn = "CAST(NULL AS BIGINT)"
         if t.trace_key is not None:
