@@ -21,6 +21,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -262,6 +263,10 @@ def apply_opt_outs(
         spill = staged.path(".spill")
         spill.mkdir()
         before = {t.name: _stat_key(t.source.path) for t in plan.tables}
+        # hash the inputs while the engine works (hashlib releases the GIL on large blocks)
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-sha256")
+        input_sha = {t.name: hasher.submit(sha256_file, t.source.path) for t in plan.tables}
+        hasher.shutdown(wait=False)
         with get_engine(engine, memory_limit=memory_limit, temp_dir=spill) as eng:
             counts = eng.classify(plan, lists, progress)
             refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
@@ -283,7 +288,7 @@ def apply_opt_outs(
                     where=Location(file=t.source.path),
                     hint="wait until whatever writes the file has finished, then apply again",
                 )
-            inputs.append((t, sha256_file(t.source.path)))
+            inputs.append((t, input_sha[t.name].result()))
         report = report_of(counts)
         manifest = _manifest(
             report, plan, al, cohort_sha, inputs, files, counts, flow_id, flow_version, t_now
