@@ -297,7 +297,11 @@ def read_cleaned_list(
         )
     cohort_arr: np.ndarray | None = None
     if cohort is not None:
-        cohort_arr, _ = read_number_file(cohort)
+        # the cohort as `optout check` read it: a .dat, a plain list, or a table whose NHS-number
+        # column is detected by name (invalid rows were withheld, so they were never submitted)
+        from optout.check.cohort import read_cohort
+
+        cohort_arr = read_cohort(cohort).numbers
         extra = np.setdiff1d(numbers, cohort_arr, assume_unique=True)
         if extra.size:
             raise InputError(

@@ -49,9 +49,14 @@ def verify_cmd(
 
 @audit_app.command("export")
 def export_cmd(
-    start: str = typer.Option(..., "--from", metavar="DATE", help="First day (YYYY-MM-DD, UTC) or ISO time."),
-    end: str = typer.Option(
-        ..., "--to", metavar="DATE", help="Last day, included (YYYY-MM-DD, UTC) or ISO time."
+    start: str | None = typer.Option(
+        None,
+        "--from",
+        metavar="DATE",
+        help="First day (YYYY-MM-DD, UTC) or ISO time. Default: the day of the first entry.",
+    ),
+    end: str | None = typer.Option(
+        None, "--to", metavar="DATE", help="Last day, included (YYYY-MM-DD, UTC) or ISO time. Default: today."
     ),
     out: Path = typer.Option(
         ..., "--out", metavar="DIR", help="Folder to write evidence.json and evidence.html."
@@ -70,11 +75,20 @@ def export_cmd(
     refreshes, and the register of data flows. Written atomically; the export is itself recorded
     in the audit trail.
     """
+    from datetime import UTC, datetime
+
+    from optout.audit import entries
     from optout.evidence import export_evidence, parse_bound
     from optout.store import open_store
 
+    store = open_store()
+    if start is None:
+        first = entries(store)[:1]
+        start = first[0].at[:10] if first else datetime.now(UTC).date().isoformat()
+    if end is None:
+        end = datetime.now(UTC).date().isoformat()
     pack = export_evidence(
-        open_store(),
+        store,
         start=parse_bound(start, option="--from"),
         end=parse_bound(end, option="--to", end=True),
         out_dir=out,

@@ -1,0 +1,33 @@
+"""`make demo` is the main job: it must run to the end, leave its evidence, and print no NHS number."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from optout.nhs_number import parse
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "optout.demo"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "demo-out"
+    manifest = json.loads((out / "release" / "release.json").read_text())
+    assert manifest["check"]["deadline"]
+    assert (out / "evidence" / "evidence.html").is_file()
+    assert "audit trail intact" in proc.stdout
+    # the sandbox was stopped
+    assert "sandbox stopped" in proc.stdout
+    # never an NHS number on screen
+    for text in (proc.stdout, proc.stderr):
+        for run in re.findall(r"(?<!\d)\d{10}(?!\d)", text):
+            assert not parse(run).ok, "an NHS number was printed"
