@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.support.tamper import open_for_tampering
 
 from optout import audit
 from optout.store import Store
@@ -52,7 +52,7 @@ def test_verify_intact_prints_count_and_head(home: Path) -> None:
 
 
 def test_verify_tampered_exits_8_naming_the_entry(home: Path) -> None:
-    con = sqlite3.connect(home / "optout.db")
+    con = open_for_tampering(home / "optout.db")
     con.execute("delete from audit_log where seq=2")
     con.commit()
     con.close()
@@ -66,7 +66,7 @@ def test_verify_tampered_exits_8_naming_the_entry(home: Path) -> None:
 
 def test_verify_expect_head_detects_truncation(home: Path) -> None:
     head = run(home, "audit", "verify").stdout.strip().split()[-1]
-    con = sqlite3.connect(home / "optout.db")
+    con = open_for_tampering(home / "optout.db")
     con.execute("delete from audit_log where seq=5")
     con.commit()
     con.close()

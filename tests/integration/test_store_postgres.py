@@ -35,3 +35,16 @@ def test_audit_chain_on_postgres(pg_url: str) -> None:
     got = audit.entries(store)
     assert [e.hash for e in got][-2:] == [first.hash, second.hash]
     store.dispose()
+
+
+def test_audit_log_is_append_only_on_postgres(pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    store = Store(pg_url)
+    audit.record(store, "test.pg", actor="tester")
+    before = len(audit.entries(store))
+    for statement in ("update audit_log set actor='mallory'", "delete from audit_log", "truncate audit_log"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), store.begin() as conn:
+            conn.execute(sa.text(statement))
+    assert len(audit.entries(store)) == before
+    store.dispose()

@@ -225,9 +225,9 @@ def test_html_escapes_what_it_shows(tmp_path: Path) -> None:
 
 
 def test_a_tampered_trail_is_reported_in_the_pack(store: Store, tmp_path: Path) -> None:
-    import sqlite3
+    from tests.support.tamper import open_for_tampering
 
-    con = sqlite3.connect(store.url.removeprefix("sqlite:///"))
+    con = open_for_tampering(store.url.removeprefix("sqlite:///"))
     con.execute("update audit_log set actor='mallory' where seq=2")
     con.commit()
     con.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.support.tamper import open_for_tampering
 
 from optout import audit
 from optout.errors import IntegrityError, UsageError
@@ -37,7 +38,7 @@ def chain(tmp_path: Path) -> tuple[Store, Path]:
 
 
 def sql(db: Path, *statements: str, params: tuple = ()) -> None:
-    con = sqlite3.connect(db)
+    con = open_for_tampering(db)
     try:
         for s in statements:
             con.execute(s, params if "?" in s else ())

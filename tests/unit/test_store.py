@@ -38,3 +38,14 @@ def test_audit_refuses_an_nhs_number(tmp_path: Path) -> None:
         audit.record(store, "test", actor="t", details={"oops": "943 476 5919"})
     with sa.create_engine(store.url).connect() as conn:
         assert conn.execute(sa.text("select count(*) from audit_log")).scalar() == 0
+
+
+def test_audit_log_is_append_only_in_the_database(tmp_path: Path) -> None:
+    import pytest
+
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    audit.record(store, "test.one", actor="tester")
+    for statement in ("update audit_log set actor='mallory'", "delete from audit_log"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), store.begin() as conn:
+            conn.execute(sa.text(statement))
+    assert len(audit.entries(store)) == 1
