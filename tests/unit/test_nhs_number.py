@@ -352,3 +352,9 @@ class TestSynthetic:
 def test_nan_is_missing_not_invalid() -> None:
     assert parse(math.nan).reason is MISS
     assert parse(np.float32("nan")).reason is MISS
+
+
+def test_sorted_unique_matches_numpy_unique() -> None:
+    rng = np.random.default_rng(2)
+    for x in (np.array([], dtype=np.int64), np.array([5]), rng.integers(0, 50, 1000), N.synthetic(500)):
+        assert np.array_equal(N.sorted_unique(x), np.unique(x))
