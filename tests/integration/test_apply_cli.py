@@ -308,15 +308,22 @@ def test_output_folder_cannot_be_made(env: Path, capsys: pytest.CaptureFixture[s
     assert code == 5 and "does not exist" in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_output_folder_not_writable(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     locked = env / "locked"
     locked.mkdir()
-    locked.chmod(0o500)
+    # root ignores permission bits, so as root make the folder immutable instead
+    as_root = os.geteuid() == 0
+    if as_root:
+        subprocess.run(["chattr", "+i", str(locked)], check=True)
+    else:
+        locked.chmod(0o500)
     try:
         code, _, err = run(capsys, *BASE, "--out", "locked/rel")
     finally:
-        locked.chmod(0o700)
+        if as_root:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
+        else:
+            locked.chmod(0o700)
     assert code == 5 and "not allowed" in err
 
 

@@ -158,12 +158,11 @@ def _column_of(value: Any) -> pa.Array | None:
     return pa.array([str(value)], pa.string())
 
 
-@pytest.mark.parametrize("case", SPELLINGS, ids=_id)
+@pytest.mark.parametrize("case", [c for c in SPELLINGS if _column_of(c[0]) is not None], ids=_id)
 def test_column_and_sql_forms_agree_with_parse(case: tuple[Any, bool, Reason, int | None, str]) -> None:
     value, chi, reason, normalised, _why = case
     col = _column_of(value)
-    if col is None:
-        pytest.skip("no column type holds this Python value")
+    assert col is not None
     vals, reasons = N.parse_array(col, chi=chi)
     assert reasons.dtype == np.uint8 and vals.dtype == np.int64
     assert Reason(int(reasons[0])) is reason
