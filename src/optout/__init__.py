@@ -8,6 +8,9 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from optout.audit import verify as verify_audit_trail
+from optout.cache import load_allow_list as load_cache
+from optout.cache import refresh as refresh_cache
+from optout.check import check_cohort
 from optout.cleaned_list import AllowList, read_cleaned_list
 from optout.collection import collect as collect_submission
 from optout.collection import load_profile
@@ -45,10 +48,13 @@ __all__ = [
     "__version__",
     "apply_opt_outs",
     "assess",
+    "check_cohort",
     "collect_submission",
     "export_evidence",
+    "load_cache",
     "load_flow",
     "load_profile",
     "read_cleaned_list",
+    "refresh_cache",
     "verify_audit_trail",
 ]
