@@ -158,6 +158,11 @@ class DuckDBEngine(Engine):
             f"al.n IS NOT NULL AS __on_list, al.i AS __pidx "
             f"FROM ({inner}) f LEFT JOIN __allow al ON al.n = f.__fast"
         )
+        if t.nhs_column is None:  # no number to look up: no join with the allow-list
+            base = (
+                "SELECT f.*, 0 AS __reason, CAST(NULL AS BIGINT) AS __norm, false AS __on_list, "
+                f"CAST(NULL AS BIGINT) AS __pidx FROM ({inner}) f"
+            )
         if t.nhs_column is not None and not _fast_is_exact(src.types.get(t.nhs_column, "VARCHAR")):
             # other spellings (spaces, hyphens, Excel notation) missed the fast path: look the
             # fully normalised number up too, for those rows only
