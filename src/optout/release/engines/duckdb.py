@@ -304,7 +304,8 @@ class DuckDBEngine(Engine):
                 )
             # People: exact distinct counts. Kept people are all on the allow-list, so a bitmap over
             # its positions counts them (much cheaper than hashing millions of numbers); removed
-            # people are counted with DISTINCT over the (few) removed rows only.
+            # people are counted with DISTINCT over the (few) removed rows only (NULL for the
+            # others: much cheaper in DuckDB than a FILTER clause on a DISTINCT aggregate).
             top = max(self._allow_size - 1, 0)
             invalid = ", ".join(
                 f"count(*) FILTER (WHERE __reason = {int(r)}) AS r{int(r)}"
@@ -314,7 +315,7 @@ class DuckDBEngine(Engine):
             stats = self._arrow(
                 f"""SELECT __status, count(*) AS n,
                        bit_count(bitstring_agg(__pidx, 0, {top}) FILTER (WHERE __status IN ({kept}))) AS pk,
-                       count(DISTINCT __person) FILTER (WHERE __status NOT IN ({kept})) AS pr,
+                       count(DISTINCT CASE WHEN __status NOT IN ({kept}) THEN __person END) AS pr,
                        count(*) FILTER (WHERE __traced) AS traced,
                        list(__rn) FILTER (WHERE __status NOT IN ({kept})) AS removed,
                        min(__rn, {PROBLEM_ROWS_SHOWN}) FILTER (WHERE __reason <> 0) AS problems,
