@@ -43,6 +43,7 @@ __all__ = [
     "parse_array",
     "range_codes",
     "sorted_unique",
+    "sql_check",
     "sql_normalised",
     "sql_reason",
     "synthetic",
@@ -438,8 +439,8 @@ def synthetic(n: int, *, seed: int = 0, low: int = 900_000_000, high: int = 999_
 # --------------------------------------------------------------------------- SQL (DuckDB)
 
 
-def _sql_check(x: str) -> str:
-    """SQL boolean: BIGINT expression ``x`` passes Modulus 11."""
+def sql_check(x: str) -> str:
+    """SQL boolean: BIGINT expression ``x`` (0 <= x < 10**10) passes Modulus 11."""
     terms = " + ".join(f"(({x} // {10 ** (10 - i)}) % 10) * {w}" for i, w in enumerate(_WEIGHTS, start=1))
     return f"(((11 - (({terms}) % 11)) % 11) = ({x} % 10))"
 
@@ -483,7 +484,7 @@ def _bind(value: str, name: str, body: str) -> str:
 
 def _checked(cand: str) -> str:
     """Reason for a BIGINT candidate that passed every other test: 0 or bad check digit."""
-    return _bind(cand, _C, f"CASE WHEN {_sql_check(_C)} THEN 0 ELSE {int(Reason.BAD_CHECK_DIGIT)} END")
+    return _bind(cand, _C, f"CASE WHEN {sql_check(_C)} THEN 0 ELSE {int(Reason.BAD_CHECK_DIGIT)} END")
 
 
 def _text_parts(chi: bool) -> tuple[str, str]:
