@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
     p.add_argument("--data-dir", type=Path, default=core.DATA_DIR, help="where data is generated")
     p.add_argument("--results", type=Path, default=core.RESULTS, help="the results file to merge into")
+    p.add_argument(
+        "--mesh-sizes",
+        default="1000000,10000000",
+        help="cohort sizes for the MESH round trip stage (default 1000000,10000000)",
+    )
     return p
 
 
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rows, args.people, args.opt_out_rate, args.seed, args.format, log, args.data_dir.resolve()
     )
     ctx.extra["force_pandas"] = args.force_pandas
+    ctx.extra["mesh_sizes"] = [int(s) for s in args.mesh_sizes.replace("_", "").split(",") if s.strip()]
     results: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for stage in chosen:
@@ -84,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         results[stage.NAME] = core.run_stage(stage, ctx, repeat)
         log(f"  {results[stage.NAME]['seconds']:.2f} s (stage took {time.perf_counter() - t0:.0f} s)")
 
+    for stage in chosen:  # stages that print and keep their own results (e.g. mesh_roundtrip)
+        if stage.NAME in results and hasattr(stage, "save"):
+            own = results.pop(stage.NAME)
+            stage.report(console, own)
+            if not args.no_save:
+                stage.save(args.results, own, facts)
+    if not results:
+        return 0
     core.add_ratios(results)
     disagreements = core.check_agreement(results)
     targets = core.evaluate(results)
