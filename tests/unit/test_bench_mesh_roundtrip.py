@@ -12,9 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
-from rich.console import Console
-
 from bench.stages import mesh_roundtrip  # the repository root is on pytest's pythonpath
+from rich.console import Console
 
 STAGES = {"validate", "write", "send", "answer", "receive", "store"}
 
