@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from optout.cleaned_list import SERVICE_REJECTION
+from optout.cleaned_list import SERVICE_REJECTION, encode_dat
 from optout.errors import UsageError
 
 __all__ = [
@@ -81,14 +81,7 @@ def dat_bytes(numbers: np.ndarray) -> bytes:
     x = np.asarray(numbers, dtype=np.int64)
     if x.size and ((x < 0) | (x >= 10_000_000_000)).any():
         raise ValueError("dat_bytes: values must be 10-digit numbers")
-    buf = np.empty((x.shape[0], 12), dtype=np.uint8)
-    q = x.copy()
-    for i in range(9, -1, -1):
-        q, d = np.divmod(q, 10)
-        buf[:, i] = d + ord("0")
-    buf[:, 10] = ord(",")
-    buf[:, 11] = ord("\n")
-    return buf.tobytes()
+    return encode_dat(x)
 
 
 # --------------------------------------------------------------------------- durations

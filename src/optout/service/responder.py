@@ -28,6 +28,7 @@ from datetime import datetime
 import numpy as np
 
 from optout import nhs_number
+from optout.cleaned_list import encode_dat
 from optout.config import WORKFLOW_ID
 from optout.errors import TransportError
 from optout.mesh import Backoff, MeshMailbox, Received
@@ -83,14 +84,7 @@ def format_dat(numbers: np.ndarray) -> bytes:
     x = np.asarray(numbers, dtype=np.int64)
     if x.size == 0:
         return b"\n"  # MESH refuses an empty message; this parses as an empty list
-    buf = np.empty((x.shape[0], 12), dtype=np.uint8)
-    q = x.copy()
-    for i in range(9, -1, -1):
-        q, d = np.divmod(q, 10)
-        buf[:, i] = d + ord("0")
-    buf[:, 10] = ord(",")
-    buf[:, 11] = ord("\n")
-    return buf.tobytes()
+    return encode_dat(x)
 
 
 class Responder:
