@@ -295,13 +295,18 @@ def _reason_chunk(x: np.ndarray, chi: bool, lens: np.ndarray | None = None) -> n
     return out
 
 
-def validate_int_array(values: np.ndarray, *, chi: bool = False) -> np.ndarray:
-    """Reason codes (uint8, 0 = valid) for an integer array. ~tens of millions of values/s/core."""
-    x = np.asarray(values, dtype=np.int64)
+def _reasons(x: np.ndarray, chi: bool, lens: np.ndarray | None = None) -> np.ndarray:
+    """``_reason_chunk`` over cache-sized chunks (whole-array temporaries are ~4x slower)."""
     out = np.empty(x.shape, dtype=np.uint8)
     for start in range(0, x.shape[0], _CHUNK):
-        out[start : start + _CHUNK] = _reason_chunk(x[start : start + _CHUNK], chi)
+        part = slice(start, start + _CHUNK)
+        out[part] = _reason_chunk(x[part], chi, None if lens is None else lens[part])
     return out
+
+
+def validate_int_array(values: np.ndarray, *, chi: bool = False) -> np.ndarray:
+    """Reason codes (uint8, 0 = valid) for an integer array. ~tens of millions of values/s/core."""
+    return _reasons(np.asarray(values, dtype=np.int64), chi)
 
 
 def parse_array(
@@ -347,6 +352,13 @@ def parse_array(
         t = array.type
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         array = array.cast(pa.string())
+    if n and array.null_count == 0:
+        # the usual column: every value is already 9-10 plain ASCII digits, nothing to clean
+        blen = pc.binary_length(array).to_numpy(zero_copy_only=False)
+        if ((blen == 10) | (blen == 9)).all() and pc.all(pc.ascii_is_decimal(array)).as_py():
+            ints = array.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            reasons = _reasons(ints, chi, blen)
+            return np.where(reasons == 0, ints, 0), reasons
     trimmed = pc.utf8_trim(array, characters=_WS)
     spaced = pc.match_substring_regex(trimmed, "^" + _SPACED.pattern + "$").fill_null(False)
     compact = pc.replace_substring_regex(trimmed, r"[ \-]", "")
@@ -359,7 +371,7 @@ def parse_array(
         digits = pc.filter(compact, pa.array(plain))
         lens = pc.utf8_length(digits).to_numpy(zero_copy_only=False)
         ints = digits.cast(pa.int64()).to_numpy(zero_copy_only=False)
-        r = _reason_chunk(ints, chi, lens)
+        r = _reasons(ints, chi, lens)
         vals[plain] = np.where(r == 0, ints, 0)
         reasons[plain] = r
     reasons[empty] = Reason.MISSING
