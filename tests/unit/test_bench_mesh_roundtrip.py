@@ -31,6 +31,7 @@ def test_round_trip_and_floor_on_2000_numbers(tmp_path: Path) -> None:
     # the cleaned list holds the people of the cohort without an opt-out: some, not all
     assert 1_500 < r["returned"] < 2_000
     assert r["request_bytes"] == 2_000 * 12 and r["reply_bytes"] == r["returned"] * 12
+    assert len(r["runs"]["stages_seconds"]) == len(r["runs"]["floor_seconds"]) == r["repeat"] == 2
     assert set(r["floor_legs_seconds"]) == {"org_send", "service_download", "service_send", "org_download"}
     client = sum(r["stages_seconds"][s] for s in mesh_roundtrip.CLIENT_STAGES)
     assert r["client_seconds"] == pytest.approx(client, abs=0.01)
