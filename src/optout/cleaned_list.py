@@ -137,7 +137,7 @@ def _fast_dat(data: bytes) -> np.ndarray | None:
 
 def read_dat_bytes(data: bytes, *, source_name: str) -> np.ndarray:
     """Parse a ``.dat`` body into sorted unique int64 numbers; strict, with line numbers."""
-    if data.strip() == SERVICE_REJECTION:
+    if len(data) < 4096 and data.strip() == SERVICE_REJECTION:
         raise InputError(
             f"{source_name} is the service's rejection, not a cleaned list: it says the request "
             "contained one or more invalid NHS numbers",
@@ -145,7 +145,7 @@ def read_dat_bytes(data: bytes, *, source_name: str) -> np.ndarray:
             hint="run `optout nhs-number check` on the cohort, remove or fix the invalid rows, "
             "and submit the request again",
         )
-    body = data.replace(b"\r\n", b"\n")
+    body = data.replace(b"\r\n", b"\n") if b"\r" in data else data  # no copy when already LF
     if body and not body.endswith(b"\n"):
         body += b"\n"
     values = _fast_dat(body)

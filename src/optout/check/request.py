@@ -147,7 +147,7 @@ def classify_reply(
     """Tell a MESH report, the service's rejection, its notification and the cleaned list apart."""
     if (message_type or "").upper() == "REPORT":
         return Classified(ReplyKind.REPORT, f"MESH report (status {status or 'unknown'})")
-    stripped = body.strip()
+    stripped = body[:4096].strip()  # the head decides; no copy of a 100 MB cleaned list
     if stripped == SERVICE_REJECTION:
         return Classified(ReplyKind.REJECTION, SERVICE_REJECTION.decode())
     if (subject or "").strip().upper() == "SUCCESS" or stripped.startswith(b"{"):
