@@ -7,6 +7,7 @@ Examples::
     make bench                                   # 10 M episode rows over 2 M people, Parquet
     make bench ARGS="--rows 50000000"            # the 50 M-row run (takes a while)
     make bench ARGS="--stages floor,apply_api --repeat 1"
+    make bench ARGS="--stages mesh_roundtrip --mesh-sizes 1000000"   # MESH round trip, 1 M only
 """
 
 from __future__ import annotations
