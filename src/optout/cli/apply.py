@@ -120,7 +120,7 @@ def apply_cmd(
         None,
         "--memory-limit",
         metavar="SIZE",
-        help="DuckDB memory limit, e.g. 2GB (default 2GB); it spills beyond.",
+        help="DuckDB memory limit, e.g. 2GB (default 1GB); it spills beyond.",
     ),
     encoding: str | None = typer.Option(
         None, "--encoding", metavar="ENC", help="CSV encoding (utf-8, utf-8-sig, latin-1); default: sniffed."
