@@ -33,14 +33,12 @@ File layout (``<cache dir>/allow-list.optout-cache``)::
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import stat
 import struct
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from optout import atomic
 from optout.cleaned_list import CACHE_WINDOW, AllowList, sorted_unique
 from optout.errors import IntegrityError, Location, OutputError, PolicyRefusal, UsageError
 
@@ -347,23 +346,13 @@ def write_cache(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(path.parent, 0o700)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic.write_bytes(path, blob, private=True)
     except OSError as exc:
         raise OutputError(
             f"cannot write the temporary cache in {path.parent}: {exc.strerror}",
             where=Location(file=path),
-            hint="set OPTOUT_CACHE_DIR or [cache] path in optout.toml to a writable folder",
+            hint="set OPTOUT_CACHE_DIR or [cache] path in optout.toml to a writable folder with free space",
         ) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return meta
 
 

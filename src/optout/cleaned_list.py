@@ -19,19 +19,17 @@ The set of opted-out people (submitted minus returned) is never computed here.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
+from optout import atomic
 from optout.errors import InputError, IntegrityError, Location, OutputError, UsageError
 from optout.nhs_number import Reason, parse_array, validate_int_array
 
@@ -350,29 +348,11 @@ def write_dat(path: str | Path, numbers: np.ndarray) -> str:
     data = encode_dat(x)
     sha = hashlib.sha256(data).hexdigest()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        atomic.write_bytes(path, data)
     except OSError as exc:
-        raise OutputError(
-            f"cannot write {path.name}: {exc.strerror}",
-            where=Location(file=path),
-            hint="check the folder exists and is writable",
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise OutputError(
             f"cannot write {path.name}: {exc.strerror}",
             where=Location(file=path),
             hint="check the folder exists, is writable and has free space",
         ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return sha

@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optout import audit
+from optout import atomic, audit
 from optout.check import state
 from optout.check.cohort import Cohort, read_cohort
 from optout.check.request import (
@@ -169,33 +167,12 @@ def _requests_dir(settings: Settings) -> Path:
 def _write_private(path: Path, data: bytes) -> None:
     """Atomic write (temp file in the same folder, fsync, rename), readable by the owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write_bytes(path, data, private=True)
 
 
 def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic.write_bytes(path, data)
 
 
 def _result(

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from optout import atomic
 from optout.errors import OutputError
 
 __all__ = [
@@ -65,21 +66,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     from optout.release.engines.duckdb import output_error
 
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic.write_bytes(path, data)
     except OSError as exc:
         raise output_error(exc, path) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise output_error(exc, path) from None
-        raise
 
 
 def _pid_alive(pid: int) -> bool:
