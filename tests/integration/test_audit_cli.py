@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.support.cli import run_optout
 from tests.support.tamper import open_for_tampering
 
 from optout import audit
@@ -16,17 +15,7 @@ from optout.store import Store
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPTOUT_HOME": str(home), "OPTOUT_ACTOR": "ig-lead"}
-    env.pop("OPTOUT_DB_URL", None)
-    env.pop("OPTOUT_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "optout", *args],
-        env=env,
-        cwd=home.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_optout(home, *args)
 
 
 @pytest.fixture()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.support.cli import run_optout
 
 from optout import audit
 from optout.cleaned_list import write_dat
@@ -23,17 +22,7 @@ PROFILE = load_profile("crane")
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPTOUT_HOME": str(home), "OPTOUT_ACTOR": "crane-lead"}
-    env.pop("OPTOUT_DB_URL", None)
-    env.pop("OPTOUT_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "optout", *args],
-        env=env,
-        cwd=home.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_optout(home, *args, actor="crane-lead")
 
 
 @pytest.fixture()

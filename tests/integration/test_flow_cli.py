@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
+from tests.support.cli import run_optout
 from tests.support.releases import make_release
 
 from optout.store import Store
@@ -27,17 +26,7 @@ FLOW = {
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPTOUT_HOME": str(home), "OPTOUT_ACTOR": "ig-lead"}
-    env.pop("OPTOUT_DB_URL", None)
-    env.pop("OPTOUT_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "optout", *args],
-        env=env,
-        cwd=home.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_optout(home, *args)
 
 
 def test_register_show_edit_and_a_release_invalidated_by_the_change(tmp_path: Path) -> None:

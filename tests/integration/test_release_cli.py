@@ -4,30 +4,19 @@ real exit codes). Releases are set up through the library as ``optout apply`` le
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.support.cli import run_optout
 from tests.support.releases import make_release
 
 from optout.store import Store
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPTOUT_HOME": str(home), "OPTOUT_ACTOR": "ig-lead"}
-    env.pop("OPTOUT_DB_URL", None)
-    env.pop("OPTOUT_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "optout", *args],
-        env=env,
-        cwd=home.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_optout(home, *args)
 
 
 @pytest.fixture()

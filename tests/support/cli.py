@@ -1,0 +1,22 @@
+"""Run the real `optout` command line in a subprocess with its own OPTOUT_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_optout(home: Path, *args: str, actor: str = "ig-lead") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPTOUT_HOME": str(home), "OPTOUT_ACTOR": actor}
+    env.pop("OPTOUT_DB_URL", None)
+    env.pop("OPTOUT_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "optout", *args],
+        env=env,
+        cwd=home.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
