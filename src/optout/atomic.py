@@ -13,7 +13,25 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_bytes"]
+__all__ = ["require_new_target", "write_bytes"]
+
+
+def require_new_target(path: Path, *, force: bool) -> None:
+    """Refuse an output file that exists (unless ``force``) or whose folder does not exist."""
+    from optout.errors import Location, OutputError
+
+    if path.exists() and not force:
+        raise OutputError(
+            f"{path.name} already exists",
+            where=Location(file=path),
+            hint="choose a new --out, or add --force to replace it",
+        )
+    if not path.parent.is_dir():
+        raise OutputError(
+            f"the folder for {path.name} does not exist",
+            where=Location(file=path),
+            hint=f"create {path.parent} first, or choose another --out",
+        )
 
 
 def write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> None:

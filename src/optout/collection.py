@@ -57,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from optout import atomic
 from optout.errors import InputError, Location, NotFoundError, OutputError, PolicyRefusal, UsageError
 
 PROFILE_FORMAT = "optout-collection-profile/1"
@@ -490,18 +491,7 @@ def collect(
                 "--out is the submission itself; sources are never modified",
                 hint="write the output to a new file",
             )
-        if out_path.exists() and not force and not dry_run:
-            raise OutputError(
-                f"{out_path.name} already exists",
-                where=Location(file=out_path),
-                hint="choose a new --out, or add --force to replace it",
-            )
-        if not out_path.parent.is_dir():
-            raise OutputError(
-                f"the folder for {out_path.name} does not exist",
-                where=Location(file=out_path),
-                hint="create the folder first, or choose another --out",
-            )
+        atomic.require_new_target(out_path, force=force or dry_run)
     allow: AllowList = (
         allow_list
         if allow_list is not None

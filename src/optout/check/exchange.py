@@ -719,18 +719,7 @@ def check_cohort(
         if out is None:
             raise UsageError("where should the cleaned list go?", hint="give --out cleaned.dat")
         out_path = Path(out).absolute()
-        if out_path.exists() and not force:
-            raise OutputError(
-                f"{out_path.name} exists",
-                where=Location(file=out_path),
-                hint="choose another --out, or add --force",
-            )
-        if not out_path.parent.is_dir():
-            raise OutputError(
-                f"the folder for {out_path.name} does not exist",
-                where=Location(file=out_path),
-                hint=f"create {out_path.parent} first",
-            )
+        atomic.require_new_target(out_path, force=force)
     coh = cohort if isinstance(cohort, Cohort) else read_cohort(cohort, column=column, chi=chi)
     coh.require_something_to_send()
     store = _store(settings, store)
