@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from optout.config import MeshSettings
-from optout.sandbox import SandboxInfo, reset_sandbox, start_sandbox, stop_sandbox
-from optout.sandbox import org_settings as _org_settings
-from optout.sandbox import service_settings as _service_settings
+from optout.service.sandbox import SandboxInfo, reset_sandbox, start_sandbox, stop_sandbox
+from optout.service.sandbox import org_settings as _org_settings
+from optout.service.sandbox import service_settings as _service_settings
 
 if TYPE_CHECKING:
-    from optout.service import Register, Responder
-
     from optout.mesh import MeshMailbox
+    from optout.service import Register, Responder
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +56,7 @@ def service_settings(mesh: SandboxInfo) -> MeshSettings:
 
 @pytest.fixture
 def no_sandbox_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep load_settings from picking up a developer's running sandbox."""
+    """Keep the MESH settings from falling back to a developer's running sandbox."""
     monkeypatch.setenv("OPTOUT_MESH_NO_SANDBOX", "1")
 
 
@@ -82,9 +81,8 @@ class CentralService:
 
 @pytest.fixture
 def central_service(tmp_path: Path, service_settings: MeshSettings) -> Iterator[CentralService]:
-    from optout.service import Register, Responder
-
     from optout.mesh import MeshMailbox
+    from optout.service import Register, Responder
 
     clock = FixedClock()
     path = tmp_path / "central-register"

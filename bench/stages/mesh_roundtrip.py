@@ -133,8 +133,8 @@ def _real_round_trip(
     """One check, the way ``optout check`` does it; returns (stage seconds, answer parts, cohort)."""
     from optout.check import check_cohort, collect, read_cohort
     from optout.config import Settings
-    from optout.sandbox import reset_sandbox
     from optout.service import Responder
+    from optout.service.sandbox import reset_sandbox
     from optout.store import Store
 
     here.mkdir(parents=True)
@@ -184,7 +184,7 @@ def _real_round_trip(
 
 def _floor(body: bytes, *, info: Any, org: TimedMailbox, service: TimedMailbox) -> dict[str, float]:
     """The same bytes there and back through the same sandbox and adapter, nothing parsed."""
-    from optout.sandbox import reset_sandbox
+    from optout.service.sandbox import reset_sandbox
 
     reset_sandbox(info)
     workflow = org.box.settings.workflow_id
@@ -288,8 +288,8 @@ def measure(
     """Start a sandbox in ``work``, seed + publish a register, run every size; stop the sandbox."""
     from optout.mesh import MeshMailbox
     from optout.nhs_number import synthetic
-    from optout.sandbox import org_settings, service_settings, start_sandbox, stop_sandbox
     from optout.service import Register
+    from optout.service.sandbox import org_settings, service_settings, start_sandbox, stop_sandbox
 
     say = log or (lambda _msg: None)
     sizes = sorted({int(s) for s in sizes})

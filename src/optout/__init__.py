@@ -5,15 +5,11 @@ Public API (everything else is private and may change):
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from optout.audit import verify as verify_audit_trail
-from optout.cache import load_allow_list as load_cache
-from optout.cache import refresh as refresh_cache
-from optout.check import check_cohort
-from optout.cleaned_list import AllowList, read_cleaned_list
-from optout.collection import collect as collect_submission
-from optout.collection import load_profile
+from optout.audit.evidence import export_evidence
+from optout.check import check_cohort, refresh_cache
+from optout.check.cache import load_allow_list as load_cache
+from optout.check.cleaned_list import AllowList, read_cleaned_list
 from optout.errors import (
     InputError,
     IntegrityError,
@@ -25,10 +21,12 @@ from optout.errors import (
     TransportError,
     UsageError,
 )
-from optout.evidence import export_evidence
 from optout.nhs_number import NHSNumber
 from optout.policy import Decision, Flow, assess, load_flow
+from optout.registry.gate import collect as collect_submission
+from optout.registry.gate import load_profile
 from optout.release import ReleaseReport, apply_opt_outs
+from optout.version import __version__
 
 __all__ = [
     "AllowList",

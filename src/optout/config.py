@@ -110,30 +110,9 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         client_key=env.get("OPTOUT_MESH_CLIENT_KEY") or mesh.get("client_key"),
         ca_bundle=env.get("OPTOUT_MESH_CA_BUNDLE") or mesh.get("ca_bundle"),
     )
-    if not s.mesh.url and env.get("OPTOUT_MESH_NO_SANDBOX") != "1":
-        _sandbox_fallback(s)
     cache = data.get("cache", {})
     if env.get("OPTOUT_CACHE_DIR") or cache.get("path"):
         s.cache_path = Path(env.get("OPTOUT_CACHE_DIR") or cache["path"])
     if env.get("OPTOUT_CACHE_KEY_FILE") or cache.get("key_file"):
         s.cache_key_file = Path(env.get("OPTOUT_CACHE_KEY_FILE") or cache["key_file"])
     return s
-
-
-def _sandbox_fallback(s: Settings) -> None:
-    """No MESH URL configured: use a running local sandbox's organisation mailbox, if any.
-
-    ``optout sandbox start`` records its URL and shared key in ``<home>/sandbox/sandbox.json``;
-    this is what lets ``make demo`` run with no set-up. A real mailbox is never replaced.
-    """
-    from optout.sandbox import default_state_dir, org_settings, sandbox_status
-
-    info = sandbox_status(default_state_dir(s.home))
-    if info is None:
-        return
-    sandbox = org_settings(info)
-    s.mesh.url = sandbox.url
-    s.mesh.mailbox = s.mesh.mailbox or sandbox.mailbox
-    s.mesh.password = s.mesh.password or sandbox.password
-    s.mesh.shared_key = s.mesh.shared_key or sandbox.shared_key
-    s.mesh.recipient = info.service_mailbox

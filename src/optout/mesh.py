@@ -19,19 +19,23 @@ Nothing here logs or raises with message bodies; subjects and LocalIDs are ours,
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import urlparse
 
+import psutil
 import requests
 from mesh_client import MeshClient, MeshError
 
-from optout.config import MeshSettings
+from optout.config import DEFAULT_RECIPIENT, WORKFLOW_ID, MeshSettings, Settings
 from optout.errors import TransportError, UsageError
 
 __all__ = [
@@ -41,6 +45,11 @@ __all__ = [
     "Backoff",
     "MeshMailbox",
     "Received",
+    "SandboxInfo",
+    "org_settings",
+    "sandbox_status",
+    "service_settings",
+    "with_local_sandbox",
 ]
 
 PAGE_SIZE = 500  # MESH returns at most 500 ids per inbox list
@@ -423,3 +432,121 @@ class MeshMailbox:
 
     def wait(self, seconds: float) -> None:  # a seam for tests
         time.sleep(seconds)
+
+
+# --- A local MESH for development -------------------------------------------------------------
+# ``optout sandbox start`` (optout.service.sandbox) runs NHS England's mesh-sandbox on loopback and
+# advertises it in ``<home>/sandbox/sandbox.json`` (owner-only: it holds the shared key). When no
+# MESH URL is configured, the code that needs MESH settings calls :func:`with_local_sandbox`, which
+# uses that advertisement if the process it names is still running. Configuration itself knows
+# nothing of the sandbox; a configured mailbox is never replaced.
+
+ORG_MAILBOX = "X26ORG001"
+SERVICE_MAILBOX = DEFAULT_RECIPIENT  # "X26HC065", the live check service's mailbox id
+SANDBOX_PASSWORD = "password"  # mesh-sandbox file mode: every mailbox folder has this password
+STATE_FILE = "sandbox.json"
+
+
+@dataclass
+class SandboxInfo:
+    url: str
+    port: int
+    pid: int
+    shared_key: str
+    data_dir: str
+    org_mailbox: str = ORG_MAILBOX
+    service_mailbox: str = SERVICE_MAILBOX
+    responder_pid: int | None = None
+    state_dir: str | None = None
+    register_path: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def _alive(pid: int | None, marker: str) -> bool:
+    """The process exists, is not a zombie, and its command line is the one we started."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return marker in " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _sandbox_marker() -> str:
+    return "mesh_sandbox.api:app"
+
+
+def _responder_marker() -> str:
+    return "optout service run"
+
+
+def _read_state(state_dir: Path) -> SandboxInfo | None:
+    path = Path(state_dir) / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return SandboxInfo(**data)
+    except (ValueError, TypeError):
+        return None
+
+
+def sandbox_status(state_dir: Path) -> SandboxInfo | None:
+    """The running sandbox recorded in ``state_dir``, or None (stale state is not trusted)."""
+    info = _read_state(Path(state_dir))
+    if info is None or not _alive(info.pid, _sandbox_marker()):
+        return None
+    if info.responder_pid and not _alive(info.responder_pid, _responder_marker()):
+        info.responder_pid = None
+    return info
+
+
+def _settings(info: SandboxInfo, mailbox: str) -> MeshSettings:
+    return MeshSettings(
+        url=info.url,
+        mailbox=mailbox,
+        password=SANDBOX_PASSWORD,
+        shared_key=info.shared_key,
+        recipient=info.service_mailbox,
+        workflow_id=WORKFLOW_ID,
+    )
+
+
+def org_settings(info: SandboxInfo) -> MeshSettings:
+    """The organisation's mailbox on the sandbox (sends to the service mailbox)."""
+    return _settings(info, info.org_mailbox)
+
+
+def service_settings(info: SandboxInfo) -> MeshSettings:
+    """The central service's mailbox on the sandbox."""
+    return _settings(info, info.service_mailbox)
+
+
+def default_state_dir(home: Path) -> Path:
+    return Path(home) / "sandbox"
+
+
+def with_local_sandbox(settings: Settings, *, env: Mapping[str, str] | None = None) -> Settings:
+    """``settings`` with its MESH mailbox filled from a running local sandbox when no URL is set.
+
+    Returns ``settings`` itself (changed in place) so callers can write ``s = with_local_sandbox(s)``.
+    ``OPTOUT_MESH_NO_SANDBOX=1`` turns the fallback off.
+    """
+    env = os.environ if env is None else env
+    if settings.mesh.url or env.get("OPTOUT_MESH_NO_SANDBOX") == "1":
+        return settings
+    info = sandbox_status(default_state_dir(settings.home))
+    if info is None:
+        return settings
+    local = org_settings(info)
+    settings.mesh.url = local.url
+    settings.mesh.mailbox = settings.mesh.mailbox or local.mailbox
+    settings.mesh.password = settings.mesh.password or local.password
+    settings.mesh.shared_key = settings.mesh.shared_key or local.shared_key
+    settings.mesh.recipient = info.service_mailbox
+    return settings

@@ -93,7 +93,7 @@ def cleaned_list(pop: np.ndarray, opt_out_rate: float = 0.055, seed: int = 0) ->
 
 def write_cleaned_list(path: str | Path, allow: np.ndarray) -> str:
     """Write an allow-list as the service's ``.dat`` reply; returns its SHA-256."""
-    from optout.cleaned_list import write_dat
+    from optout.dat import write_dat
 
     return write_dat(path, allow)
 

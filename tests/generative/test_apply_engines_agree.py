@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optout.cleaned_list import write_dat
+from optout.dat import write_dat
 from optout.nhs_number import format_number, synthetic
 from optout.release import apply_opt_outs
 from optout.store import Store

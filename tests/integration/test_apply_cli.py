@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from optout.cleaned_list import write_dat
 from optout.cli import main
+from optout.dat import write_dat
 from optout.nhs_number import format_number, parse, synthetic
 from optout.store import Store, audit_log, releases
 

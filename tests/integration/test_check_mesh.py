@@ -1,6 +1,6 @@
 """Both ways of checking (001 §8) end to end over a real mesh-sandbox and the reference service.
 
-The organisation side (``optout.check`` / ``optout.cache``) talks to the sandbox through
+The organisation side (``optout.check`` / ``optout.check.cache``) talks to the sandbox through
 ``MeshMailbox``; the central side is the reference ``Responder``, driven deterministically with
 ``run_once()`` (called from the client's ``sleep`` while it waits, or between steps).
 """
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import requests
 
-from optout import audit, cache, check
-from optout.check import state
+from optout import audit, check
+from optout.check import cache, state
+from optout.check.cleaned_list import read_cleaned_list
 from optout.check.cohort import Cohort
-from optout.cleaned_list import read_cleaned_list, read_dat_bytes
 from optout.config import MeshSettings, Settings
+from optout.dat import read_dat_bytes
 from optout.errors import IntegrityError, PendingError, PolicyRefusal, TransportError, UsageError
 from optout.mesh import MeshMailbox
 from optout.nhs_number import synthetic
@@ -70,7 +71,7 @@ def _org_inbox(settings: Settings) -> list[str]:
 
 def _service_sends(service, local_id: str, body: bytes, subject: str = "SUCCESS") -> str:  # type: ignore[no-untyped-def]
     """Make the service mailbox send something to the organisation (duplicates, strangers)."""
-    from optout.sandbox import ORG_MAILBOX
+    from optout.service.sandbox import ORG_MAILBOX
 
     return service.mailbox.send(
         recipient=ORG_MAILBOX,
@@ -274,7 +275,9 @@ def keyed(settings: Settings) -> Settings:
 
 def test_cache_end_to_end(tmp_path: Path, keyed: Settings, store: Store, service) -> None:  # type: ignore[no-untyped-def]
     cohort, people = _cohort_file(tmp_path, n=POPULATION)
-    res = cache.refresh(cohort, settings=keyed, store=store, now=T0, sleep=_sleeper(service), first_poll=0.01)
+    res = check.refresh_cache(
+        cohort, settings=keyed, store=store, now=T0, sleep=_sleeper(service), first_poll=0.01
+    )
     assert res.state == "collected" and res.mode == "cache" and res.out is None
     assert res.deadline == T0 + timedelta(days=13)
     # nothing but the encrypted cache was kept: no request file, no plaintext list
@@ -306,7 +309,7 @@ def test_cache_tampered_or_wrong_key(
     tmp_path: Path, keyed: Settings, store: Store, service, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     cohort, _ = _cohort_file(tmp_path, n=200)
-    cache.refresh(cohort, settings=keyed, store=store, now=T0, sleep=_sleeper(service), first_poll=0.01)
+    check.refresh_cache(cohort, settings=keyed, store=store, now=T0, sleep=_sleeper(service), first_poll=0.01)
     path = cache.cache_file(keyed)
     good = path.read_bytes()
     path.write_bytes(good[:-40] + bytes([good[-40] ^ 0xFF]) + good[-39:])
@@ -331,7 +334,7 @@ def test_cache_refresh_refuses_an_unsafe_key_before_sending(
     os.chmod(key, 0o644)
     cohort, _ = _cohort_file(tmp_path, n=10)
     with pytest.raises(UsageError, match="other users") as exc:
-        cache.refresh(cohort, settings=settings, store=store)
+        check.refresh_cache(cohort, settings=settings, store=store)
     assert f"chmod 600 {key}" in (exc.value.hint or "")
     assert state.list_requests(store) == []
     with MeshMailbox(service_settings) as box:  # nothing went to the service

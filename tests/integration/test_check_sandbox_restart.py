@@ -19,18 +19,18 @@ import pytest
 
 from optout import nhs_number
 from optout.check import check_cohort
-from optout.cleaned_list import read_cleaned_list
+from optout.check.cleaned_list import read_cleaned_list
 from optout.config import Settings
 from optout.mesh import MeshMailbox
-from optout.sandbox import (
+from optout.service import Register, Responder
+from optout.service.sandbox import (
     _spawn_sandbox,
     ping,
     service_settings,
     start_sandbox,
     stop_sandbox,
 )
-from optout.sandbox import org_settings as org_settings_of
-from optout.service import Register, Responder
+from optout.service.sandbox import org_settings as org_settings_of
 from optout.store import Store
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ import pytest
 from tests.support.cli import run_optout
 
 from optout import audit
-from optout.cleaned_list import write_dat
-from optout.collection import load_profile
+from optout.dat import write_dat
 from optout.nhs_number import format_number, synthetic
+from optout.registry.gate import load_profile
 from optout.store import Store
 
 PROFILE = load_profile("crane")

@@ -98,7 +98,7 @@ def test_register_show_edit_and_a_release_invalidated_by_the_change(tmp_path: Pa
 def test_new_user_path_flow_apply_release_disclose(tmp_path: Path) -> None:
     import numpy as np
 
-    from optout.cleaned_list import write_dat
+    from optout.dat import write_dat
     from optout.nhs_number import synthetic
 
     home = tmp_path / "home"

@@ -10,7 +10,7 @@ import pytest
 from optout.config import WORKFLOW_ID, MeshSettings
 from optout.errors import TransportError, UsageError
 from optout.mesh import PAGE_SIZE, Backoff, MeshMailbox
-from optout.sandbox import SERVICE_MAILBOX, SandboxInfo
+from optout.service.sandbox import SERVICE_MAILBOX, SandboxInfo
 
 BODY = b"9434765919,\n" * 50
 

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from optout.cleaned_list import write_dat
 from optout.cli import main
+from optout.dat import write_dat
 from optout.nhs_number import format_number, parse, synthetic
 
 NUMS = [format_number(int(n)) for n in synthetic(5, seed=9)]

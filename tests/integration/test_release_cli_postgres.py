@@ -17,8 +17,8 @@ from tests.support.releases import make_release
 
 from optout import audit
 from optout.errors import PolicyRefusal
-from optout.flows import add_flow, edit_flow, history
-from optout.releases import disclose, get_release, list_releases, withdraw
+from optout.policy.register import add_flow, edit_flow, history
+from optout.release.lifecycle import disclose, get_release, list_releases, withdraw
 from optout.store import Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ import pytest
 from optout import nhs_number
 from optout.config import WORKFLOW_ID, MeshSettings
 from optout.mesh import MeshMailbox, Received
-from optout.sandbox import SERVICE_MAILBOX
 from optout.service import PUBLISH_EVERY, REJECTION, format_dat, parse_request
+from optout.service.sandbox import SERVICE_MAILBOX
 
 PEOPLE = nhs_number.synthetic(2_000, seed=21)
 
@@ -152,6 +152,7 @@ def test_sandbox_cli_runs_the_responder_end_to_end(tmp_path, monkeypatch: pytest
 
     from optout.cli import main
     from optout.config import load_settings
+    from optout.mesh import with_local_sandbox
 
     monkeypatch.setenv("OPTOUT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("OPTOUT_MESH_NO_SANDBOX", raising=False)
@@ -160,7 +161,7 @@ def test_sandbox_cli_runs_the_responder_end_to_end(tmp_path, monkeypatch: pytest
     main(["sandbox", "start"])
     try:
         main(["service", "seed", "--population", "1000", "--opt-out-rate", "0.1", "--seed", "4"])
-        settings = load_settings()
+        settings = with_local_sandbox(load_settings())  # where MESH settings are needed
         assert settings.mesh.mailbox == "X26ORG001"  # the sandbox fallback
         people = nhs_number.synthetic(1000, seed=4)
         with MeshMailbox(settings.mesh) as org:
@@ -174,6 +175,6 @@ def test_sandbox_cli_runs_the_responder_end_to_end(tmp_path, monkeypatch: pytest
         assert parse_request(got[1].body).size == 900  # type: ignore[union-attr]
     finally:
         main(["sandbox", "stop"])
-    from optout.sandbox import sandbox_status
+    from optout.service.sandbox import sandbox_status
 
     assert sandbox_status(tmp_path / "home" / "sandbox") is None

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from optout.cleaned_list import write_dat
+from optout.dat import write_dat
 from optout.errors import OptoutError, PolicyRefusal
 from optout.nhs_number import format_number, synthetic
 from optout.release import apply_opt_outs

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optout.cleaned_list import write_dat
-from optout.collection import (
+from optout.dat import write_dat
+from optout.nhs_number import format_number, synthetic
+from optout.registry.gate import (
     DROPPED_NHS_NUMBER,
     DROPPED_NOT_CHECKED,
     DROPPED_OPTED_OUT,
@@ -24,7 +25,6 @@ from optout.collection import (
     collect,
     load_profile,
 )
-from optout.nhs_number import format_number, synthetic
 
 CHECKED = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 3, 5, 9, 0, tzinfo=UTC)

@@ -25,8 +25,8 @@ import pytest
 from tests.support.releases import make_release
 
 from optout.errors import IntegrityError, OptoutError, PolicyRefusal
-from optout.flows import add_flow, edit_flow
-from optout.releases import disclose, withdraw
+from optout.policy.register import add_flow, edit_flow
+from optout.release.lifecycle import disclose, withdraw
 from optout.store import Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from optout.releases import CHECK_WINDOWS, MANIFEST_NAME
+from optout.release.lifecycle import CHECK_WINDOWS, MANIFEST_NAME
 from optout.store import Store, releases
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from optout.cleaned_list import write_dat
+from optout.dat import write_dat
 from optout.errors import InputError, OptoutError, UsageError
 from optout.nhs_number import format_number, synthetic
 from optout.release import apply_opt_outs
@@ -122,7 +122,7 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path: Path, monkeypatch: pyt
 def test_a_store_failure_undoes_the_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A release folder exists only when it is recorded (the lifecycle needs the row)."""
     tables, cl = _setup(tmp_path)
-    import optout.release as rel
+    import optout.release.make as rel
 
     def fail(*a: object, **k: object) -> None:
         raise OptoutError("store down", hint="x")

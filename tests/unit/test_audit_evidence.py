@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from optout import audit, evidence
+from optout import audit
+from optout.audit import evidence
 from optout.errors import OutputError, UsageError
 from optout.store import Store, check_requests, disclosures, flows, releases
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from optout.check.request import dat_bytes
-from optout.cleaned_list import encode_dat, read_dat_bytes
+from optout.dat import encode_dat, read_dat_bytes
 from optout.nhs_number import parse, parse_array, synthetic
 from optout.service import format_dat
 

@@ -20,7 +20,7 @@ STAGES = {"validate", "write", "send", "answer", "receive", "store"}
 
 @pytest.mark.slow
 def test_round_trip_and_floor_on_2000_numbers(tmp_path: Path) -> None:
-    from optout.sandbox import sandbox_status
+    from optout.service.sandbox import sandbox_status
 
     result = mesh_roundtrip.measure([2_000, 500], work=tmp_path / "work", population=5_000, opt_out_rate=0.1)
     assert sandbox_status(tmp_path / "work" / "sandbox") is None  # stopped at the end

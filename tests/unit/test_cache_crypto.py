@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import settings as settings_h
 from hypothesis import strategies as st
 
-from optout import audit, cache
+from optout import audit
+from optout.check import cache
 from optout.config import Settings
 from optout.errors import IntegrityError, OutputError, PolicyRefusal, UsageError
 from optout.nhs_number import synthetic

@@ -19,9 +19,10 @@ import pytest
 
 from optout import audit
 from optout.check import check_cohort, collect, resume, state
+from optout.check.cleaned_list import read_cleaned_list
 from optout.check.request import dat_bytes
-from optout.cleaned_list import read_cleaned_list, read_dat_bytes
 from optout.config import Settings
+from optout.dat import read_dat_bytes
 from optout.errors import InputError, OutputError, PendingError, TransportError
 from optout.nhs_number import synthetic
 from optout.store import Store

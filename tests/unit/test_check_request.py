@@ -21,7 +21,7 @@ from optout.check.request import (
     parse_duration,
     require_safe,
 )
-from optout.cleaned_list import read_dat_bytes
+from optout.dat import read_dat_bytes
 from optout.errors import UsageError
 from optout.nhs_number import synthetic
 

@@ -1,4 +1,4 @@
-"""optout.cleaned_list: the service's .dat reply / a one-column CSV -> AllowList, the sidecar,
+"""optout.check.cleaned_list: the service's .dat reply / a one-column CSV -> AllowList, the sidecar,
 the disclosure deadline (001 §8.4), and strict errors that never quote a number."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optout.cleaned_list import (
+from optout.check.cleaned_list import (
     SIDECAR_FORMAT,
     AllowList,
     read_cleaned_list,

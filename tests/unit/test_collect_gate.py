@@ -15,8 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optout import audit
-from optout.cleaned_list import AllowList, write_dat
-from optout.collection import (
+from optout.check.cleaned_list import AllowList
+from optout.dat import write_dat
+from optout.errors import InputError, NotFoundError, OutputError, PolicyRefusal, UsageError
+from optout.nhs_number import format_number, synthetic
+from optout.registry.gate import (
     DROPPED_NHS_NUMBER,
     DROPPED_OPTED_OUT,
     KEPT_ALL,
@@ -27,8 +30,6 @@ from optout.collection import (
     load_profile,
     parse_profile,
 )
-from optout.errors import InputError, NotFoundError, OutputError, PolicyRefusal, UsageError
-from optout.nhs_number import format_number, synthetic
 from optout.store import Store
 
 CHECKED = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

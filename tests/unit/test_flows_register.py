@@ -1,4 +1,4 @@
-"""The register of data flows (optout.flows): versions, audit entries, decisions, bad input."""
+"""The register of data flows (optout.policy.register): versions, audit entries, decisions, bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 
 from optout import audit
 from optout.errors import InputError, NotFoundError, PolicyRefusal, UsageError
-from optout.flows import (
+from optout.policy.register import (
     add_flow,
     changed_keys,
     edit_flow,

@@ -1,5 +1,5 @@
 """A release made by the real ``apply_opt_outs`` for a registered flow, then disclosed: the
-manifest apply writes is the one ``optout.releases`` verifies, and the flow's version is kept."""
+manifest apply writes is the one ``optout.release.lifecycle`` verifies, and the flow's version is kept."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from optout import audit
-from optout.cleaned_list import write_dat
+from optout.dat import write_dat
 from optout.errors import IntegrityError, PolicyRefusal
-from optout.flows import add_flow, edit_flow
 from optout.nhs_number import synthetic
+from optout.policy.register import add_flow, edit_flow
 from optout.release import apply_opt_outs
-from optout.releases import disclose, get_release, verify_release_dir
+from optout.release.lifecycle import disclose, get_release, verify_release_dir
 from optout.store import Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Release lifecycle: prepared -> disclosed | expired | withdrawn (optout.releases)."""
+"""Release lifecycle: prepared -> disclosed | expired | withdrawn (optout.release.lifecycle)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.support.releases import make_release
 
 from optout import audit
 from optout.errors import IntegrityError, NotFoundError, PolicyRefusal, UsageError
-from optout.releases import describe_deadline, disclose, get_release, list_releases, withdraw
+from optout.release.lifecycle import describe_deadline, disclose, get_release, list_releases, withdraw
 from optout.store import Store
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

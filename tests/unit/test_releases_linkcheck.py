@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optout.errors import InputError, UsageError
-from optout.linkcheck import identifier_kind, linkcheck
+from optout.release.linkcheck import identifier_kind, linkcheck
 
 
 @pytest.mark.parametrize(

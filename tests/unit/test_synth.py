@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from optout import nhs_number, synth
-from optout.cleaned_list import read_cleaned_list
+from optout.check.cleaned_list import read_cleaned_list
 from optout.nhs_number import Range, Reason
 
 

@@ -6,7 +6,7 @@ Two ways of using the service, as 001 §8 describes them:
   is to be disclosed and writes the returned cleaned list (those *without* an opt-out) with its
   sidecar; disclose within 20 days of the check (001 §8.4). "Most suitable for one-off and
   infrequent disclosures of data."
-- **temporary cache** — :func:`optout.cache.refresh` sends everyone the organisation has a
+- **temporary cache** — :func:`refresh_cache` sends everyone the organisation has a
   legitimate relationship with and keeps the answer encrypted for at most 7 days; disclose within
   13 days of the refresh. "Most suitable for large scale and frequent disclosures of data."
 
@@ -17,7 +17,15 @@ request after a crash. Request state lives in the metadata store (:mod:`optout.c
 from __future__ import annotations
 
 from optout.check.cohort import Cohort, InvalidClass, cohort_from_numbers, read_cohort
-from optout.check.exchange import DEFAULT_WAIT, CheckResult, check_cohort, collect, list_requests, resume
+from optout.check.exchange import (
+    DEFAULT_WAIT,
+    CheckResult,
+    check_cohort,
+    collect,
+    list_requests,
+    refresh_cache,
+    resume,
+)
 from optout.check.request import new_local_id, parse_duration
 
 __all__ = [
@@ -32,5 +40,6 @@ __all__ = [
     "new_local_id",
     "parse_duration",
     "read_cohort",
+    "refresh_cache",
     "resume",
 ]

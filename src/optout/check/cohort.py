@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from optout.cleaned_list import sorted_unique
+from optout.dat import sorted_unique
 from optout.errors import InputError, Location, UsageError
 from optout.nhs_number import Reason, parse_array
 

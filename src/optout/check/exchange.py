@@ -6,7 +6,7 @@ Used by both ways of using the service (001 §8):
   (``cleaned.dat``) with its sidecar ``cleaned.dat.json``; data checked this way must be disclosed
   within 20 days of the check (001 §8.4);
 - **temporary cache** (``mode="cache"``): the reply is encrypted into the cache
-  (:mod:`optout.cache`); data processed with it must be disclosed within 13 days of the refresh.
+  (:mod:`optout.check.cache`); data processed with it must be disclosed within 13 days of the refresh.
 
 Durability: the request row is committed before sending, and each reply is saved (the cleaned
 list written and fsynced, the state committed) before its MESH message is acknowledged. A reply
@@ -31,6 +31,7 @@ import numpy as np
 
 from optout import atomic, audit
 from optout.check import state
+from optout.check.cleaned_list import SIDECAR_FORMAT, AllowList
 from optout.check.cohort import Cohort, read_cohort
 from optout.check.request import (
     ReplyKind,
@@ -42,7 +43,7 @@ from optout.check.request import (
     notification_summary,
     require_safe,
 )
-from optout.cleaned_list import SIDECAR_FORMAT, AllowList, read_dat_bytes, write_dat
+from optout.dat import read_dat_bytes, write_dat
 from optout.errors import (
     InputError,
     IntegrityError,
@@ -87,7 +88,7 @@ class CheckResult:
 
     @property
     def deadline(self) -> datetime | None:
-        from optout.cleaned_list import CACHE_WINDOW, ONE_OFF_WINDOW
+        from optout.check.cleaned_list import CACHE_WINDOW, ONE_OFF_WINDOW
 
         if self.checked_at is None or self.state != "collected":
             return None
@@ -114,11 +115,14 @@ class CheckResult:
 
 
 def _settings(settings: Settings | None) -> Settings:
-    if settings is not None:
-        return settings
-    from optout.config import load_settings
+    """The settings to use; with no MESH URL configured, a running local sandbox's mailbox."""
+    from optout.mesh import with_local_sandbox
 
-    return load_settings()
+    if settings is None:
+        from optout.config import load_settings
+
+        settings = load_settings()
+    return with_local_sandbox(settings)
 
 
 def _store(settings: Settings, store: Store | None) -> Store:
@@ -527,7 +531,7 @@ class _Poller:
         _write_json_atomic(out.with_name(out.name + ".json"), sidecar)
 
     def _save_cache(self, req: state.CheckRequest, rec: Any, numbers: np.ndarray, now: datetime) -> None:
-        from optout import cache
+        from optout.check import cache
 
         refreshed_at = self._checked_at(req)
         path = cache.cache_file(self.settings)
@@ -845,7 +849,7 @@ def _drive(
     if req.final:
         return _final_or_raise(req, warnings)
     if req.mode == "cache":
-        from optout.cache import load_key
+        from optout.check.cache import load_key
 
         load_key(settings)  # fail before touching the inbox if the reply could not be stored
     with _mailbox(settings, mailbox, max_chunk_size) as box:
@@ -886,8 +890,23 @@ def list_requests(
 
 def allow_list_of(result: CheckResult) -> AllowList:
     """The allow-list a collected one-off check wrote (read back from its file and sidecar)."""
-    from optout.cleaned_list import read_cleaned_list
+    from optout.check.cleaned_list import read_cleaned_list
 
     if result.state != "collected" or result.out is None:
         raise PendingError(f"request {result.local_id} has not been collected", hint="collect it first")
     return read_cleaned_list(result.out)
+
+
+def refresh_cache(cohort: Any, **kwargs: Any) -> CheckResult:
+    """Refresh the temporary cache: check the whole legitimate-relationship cohort, keep the answer.
+
+    Takes the same arguments as :func:`check_cohort` (without ``out``). The cache key is loaded
+    *before* anything is sent, so a missing or unsafe key is found first. The reply is stored,
+    encrypted, by :mod:`optout.check.cache` when it is collected.
+    """
+    from optout.check.cache import load_key
+
+    settings = _settings(kwargs.get("settings"))
+    kwargs["settings"] = settings
+    load_key(settings)
+    return check_cohort(cohort, out=None, mode="cache", **kwargs)

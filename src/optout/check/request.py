@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from optout.cleaned_list import SERVICE_REJECTION, encode_dat
+from optout.dat import SERVICE_REJECTION, encode_dat
 from optout.errors import UsageError
 
 __all__ = [

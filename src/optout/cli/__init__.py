@@ -14,8 +14,8 @@ import traceback
 
 import typer
 
-from optout import __version__
 from optout.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, OptoutError
+from optout.version import __version__
 
 app = typer.Typer(
     name="optout",

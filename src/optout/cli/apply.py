@@ -153,7 +153,7 @@ def apply_cmd(
     if report_for not in ("internal", "external"):
         raise UsageError(f"--report-for {report_for!r} is not a choice", hint="use internal or external")
     if flow is not None:  # the opt-out must apply to the flow: refuse does-not-apply / cannot-decide
-        from optout.flows import flow_for_release
+        from optout.policy.register import flow_for_release
         from optout.store import open_store
 
         flow_for_release(open_store(), flow)
@@ -161,7 +161,7 @@ def apply_cmd(
     if use_cache:  # the temporary cache: its own check time, never one given by hand
         if cleaned_list is not None or checked_at is not None:
             raise UsageError("--cache replaces --cleaned-list and --checked-at", hint="give --cache alone")
-        from optout.cache import load_allow_list
+        from optout.check.cache import load_allow_list
 
         allow_list = load_allow_list()
     try:

@@ -78,7 +78,7 @@ def export_cmd(
     from datetime import UTC, datetime
 
     from optout.audit import entries
-    from optout.evidence import export_evidence, parse_bound
+    from optout.audit.evidence import export_evidence, parse_bound
     from optout.store import open_store
 
     store = open_store()

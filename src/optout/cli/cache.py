@@ -43,10 +43,10 @@ def refresh_cmd(
     Only the returned list (the people WITHOUT an opt-out) is stored, encrypted with AES-256-GCM
     under OPTOUT_CACHE_KEY or the key file; never the cohort, never who opted out.
     """
-    from optout import cache
+    from optout.check import refresh_cache
     from optout.cli.check import _echo_result, _wait
 
-    res = cache.refresh(
+    res = refresh_cache(
         cohort,
         column=column,
         chi=chi,
@@ -63,7 +63,7 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 
     Exit 4 when there is no usable cache (absent, expired), 8 when it fails its integrity check.
     """
-    from optout import cache
+    from optout.check import cache
     from optout.check.request import format_duration
     from optout.errors import IntegrityError, PolicyRefusal
 
@@ -100,7 +100,7 @@ def status_cmd(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 @cache_app.command("destroy")
 def destroy_cmd(yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation.")) -> None:
     """Delete the temporary cache (recorded in the audit trail)."""
-    from optout import cache
+    from optout.check import cache
 
     if not yes and not typer.confirm("Delete the temporary cache?", err=True):
         raise typer.Exit(1)
@@ -116,7 +116,7 @@ def keygen_cmd(
     ),
 ) -> None:
     """Make a new random AES-256 key for the cache, in a file only you can read (mode 0600)."""
-    from optout import cache
+    from optout.check import cache
     from optout.config import load_settings
 
     settings = load_settings()

@@ -48,7 +48,7 @@ def collect_cmd(
     Withdrawal of consent (status 'No') applies from the next submission. Every run is recorded in
     the audit trail (counts only).
     """
-    from optout.collection import collect
+    from optout.registry.gate import collect
 
     rep = collect(
         submission,

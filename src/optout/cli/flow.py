@@ -69,7 +69,7 @@ def add_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the registered flow as JSON."),
 ) -> None:
     """Register a flow: validate its facts, assess it, store version 1 and audit it (flow.added)."""
-    from optout.flows import add_flow
+    from optout.policy.register import add_flow
     from optout.store import open_store
 
     rec, decision = add_flow(open_store(), flow_file, flow_id=flow_id)
@@ -89,7 +89,7 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List registered flows: decision, how each complies, recipient, review date (overdue flagged)."""
-    from optout.flows import list_flows
+    from optout.policy.register import list_flows
     from optout.store import open_store
 
     recs = list_flows(open_store())
@@ -130,8 +130,8 @@ def show_cmd(
     """Show a flow: its facts, the decision with reasons and clauses, its history and releases."""
     from optout import audit
     from optout.errors import OptoutError
-    from optout.flows import assess_record, get_flow, history
-    from optout.releases import list_releases
+    from optout.policy.register import assess_record, get_flow, history
+    from optout.release.lifecycle import list_releases
     from optout.store import open_store
 
     store = open_store()
@@ -232,7 +232,7 @@ def edit_cmd(
 
     Releases made for an earlier version can no longer be disclosed (the flow changed).
     """
-    from optout.flows import edit_flow
+    from optout.policy.register import edit_flow
     from optout.store import open_store
 
     rec, decision, keys = edit_flow(

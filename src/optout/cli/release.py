@@ -12,7 +12,7 @@ import typer
 from optout.cli.flow import table
 
 if TYPE_CHECKING:
-    from optout.releases import Release
+    from optout.release.lifecycle import Release
 
 release_app = typer.Typer(
     name="release",
@@ -46,7 +46,7 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List releases, newest first: state, flow, deadline and whole days left to disclose."""
-    from optout.releases import list_releases
+    from optout.release.lifecycle import list_releases
     from optout.store import open_store
 
     rels = list_releases(open_store(), state=state, flow_id=flow_id)
@@ -79,7 +79,7 @@ def show_cmd(
     """Show a release: state, flow, check and deadline, files, disclosures and its audit entries."""
     from optout import audit
     from optout.errors import IntegrityError
-    from optout.releases import describe_deadline, get_release, manifest_files, read_manifest
+    from optout.release.lifecycle import describe_deadline, get_release, manifest_files, read_manifest
     from optout.store import open_store
 
     store = open_store()
@@ -153,7 +153,7 @@ def disclose_cmd(
     manifest (exit 8 otherwise). Files marked as not upheld are checked for common identifiers
     first (001 §8.1).
     """
-    from optout.releases import describe_deadline, disclose
+    from optout.release.lifecycle import describe_deadline, disclose
     from optout.store import open_store
 
     result = disclose(open_store(), release_id, to=to, accept_link_risk=accept_link_risk)
@@ -186,7 +186,7 @@ def withdraw_cmd(
 
     The files are left where they are (delete them when no longer needed).
     """
-    from optout.releases import withdraw
+    from optout.release.lifecycle import withdraw
     from optout.store import open_store
 
     rel = withdraw(open_store(), release_id, reason=reason)
@@ -225,7 +225,7 @@ def linkcheck_cmd(
     files sharing values (counts only, never the values). Exit 4 when anything is found.
     """
     from optout.errors import PolicyRefusal
-    from optout.linkcheck import linkcheck
+    from optout.release.linkcheck import linkcheck
 
     report = linkcheck(
         paths,

@@ -17,7 +17,7 @@ sandbox_app = typer.Typer(
 
 def _state_dir():  # type: ignore[no-untyped-def]
     from optout.config import load_settings
-    from optout.sandbox import default_state_dir
+    from optout.service.sandbox import default_state_dir
 
     settings = load_settings()
     return settings.home, default_state_dir(settings.home)
@@ -44,7 +44,7 @@ def start(
     ),
 ) -> None:
     """Start mesh-sandbox and the responder in the background; wait until the sandbox answers."""
-    from optout.sandbox import sandbox_status, start_sandbox
+    from optout.service.sandbox import sandbox_status, start_sandbox
 
     home, state = _state_dir()
     before = sandbox_status(state)
@@ -65,7 +65,7 @@ def start(
 @sandbox_app.command("stop")
 def stop() -> None:
     """Stop the responder and the sandbox and remove the sandbox's messages (the register is kept)."""
-    from optout.sandbox import stop_sandbox
+    from optout.service.sandbox import stop_sandbox
 
     _home, state = _state_dir()
     if stop_sandbox(state):
@@ -79,7 +79,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (without the shared key)."),
 ) -> None:
     """Say whether the sandbox runs: URL, mailboxes, process ids."""
-    from optout.sandbox import sandbox_status
+    from optout.service.sandbox import sandbox_status
 
     _home, state = _state_dir()
     info = sandbox_status(state)

@@ -113,7 +113,7 @@ def _service_mesh_settings():  # type: ignore[no-untyped-def]
     """The service mailbox: OPTOUT_SERVICE_MESH_* from the environment, else the local sandbox's."""
     from optout.config import MeshSettings, load_settings
     from optout.errors import UsageError
-    from optout.sandbox import default_state_dir, sandbox_status, service_settings
+    from optout.mesh import default_state_dir, sandbox_status, service_settings
 
     env = os.environ
     if env.get("OPTOUT_SERVICE_MESH_URL"):

@@ -8,7 +8,7 @@ same folder removes it. With ``force`` an existing release is renamed away, the 
 in, then the old one deleted.
 
 The manifest lists every output file with its SHA-256 and row count (``files``: the format that
-``optout.releases`` verifies before a disclosure), every input with its SHA-256, the cleaned
+``optout.release.lifecycle`` verifies before a disclosure), every input with its SHA-256, the cleaned
 list's SHA-256 and check time, the disclosure deadline (001 §8.4), the choices made, the tool
 version, and the counts. Never an NHS number.
 """

@@ -28,8 +28,8 @@ from datetime import datetime
 import numpy as np
 
 from optout import nhs_number
-from optout.cleaned_list import encode_dat
 from optout.config import WORKFLOW_ID
+from optout.dat import encode_dat
 from optout.errors import TransportError
 from optout.mesh import Backoff, MeshMailbox, Received
 from optout.service.register import Register

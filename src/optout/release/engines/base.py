@@ -32,7 +32,7 @@ import numpy as np
 
 from optout.release.plan import ReleasePlan
 
-__all__ = ["PROBLEM_ROWS_SHOWN", "Engine", "Lists", "Status", "TableCounts", "get_engine"]
+__all__ = ["PROBLEM_ROWS_SHOWN", "Engine", "Lists", "Status", "TableCounts"]
 
 PROBLEM_ROWS_SHOWN = 20  # row numbers of problem rows listed per table
 
@@ -126,17 +126,3 @@ class Engine(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def get_engine(name: str, **kwargs: object) -> Engine:
-    from optout.errors import UsageError
-
-    if name == "duckdb":
-        from optout.release.engines.duckdb import DuckDBEngine
-
-        return DuckDBEngine(**kwargs)  # type: ignore[arg-type]
-    if name == "reference":
-        from optout.release.engines.reference import ReferenceEngine
-
-        return ReferenceEngine(**kwargs)  # type: ignore[arg-type]
-    raise UsageError(f"unknown engine {name!r}", hint="use --engine duckdb (default) or --engine reference")

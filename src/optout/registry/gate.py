@@ -133,7 +133,7 @@ def _did_you_mean(word: str, choices: Any) -> str:
 
 
 def available_profiles() -> list[str]:
-    folder = resources.files("optout") / "profiles"
+    folder = resources.files("optout.registry") / "profiles"
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
@@ -164,7 +164,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
             f"there is no shipped profile called {text_name!r}{_did_you_mean(text_name, names)}",
             hint=f"use one of: {', '.join(names)}, or give the path of a profile YAML file",
         )
-    data = (resources.files("optout") / "profiles" / f"{text_name}.yaml").read_bytes()
+    data = (resources.files("optout.registry") / "profiles" / f"{text_name}.yaml").read_bytes()
     return parse_profile(data, source=f"{text_name}.yaml")
 
 
@@ -464,7 +464,7 @@ def collect(
     Parquet by the ``out`` suffix. Written atomically, with a JSON report beside it
     (``report_path``, default ``OUT.report.json``).
     """
-    from optout.cleaned_list import AllowList, read_cleaned_list
+    from optout.check.cleaned_list import AllowList, read_cleaned_list
     from optout.nhs_number import Reason, parse_array
     from optout.tables import open_table, read_table
 

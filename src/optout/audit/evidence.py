@@ -32,9 +32,10 @@ from typing import Any
 import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from optout import __version__, audit
+from optout import audit
 from optout.errors import OutputError, UsageError
 from optout.store import Store, check_requests, disclosures, flows, releases
+from optout.version import __version__
 
 FORMAT = "optout-evidence/1"
 SUPPRESSED = "<5"

@@ -12,7 +12,7 @@ an audit entry (``flow.added`` / ``flow.edited``). Nothing is updated in place w
 
 A release made for a flow records the flow's version; if the flow changes afterwards, the
 release no longer describes what was assessed and ``optout release disclose`` refuses it (see
-:mod:`optout.releases`).
+:mod:`optout.release.lifecycle`).
 
 The flow file is the policy engine's format (see ``optout assess --help`` and the README). The
 register stores the facts as the policy engine read them (``Flow.to_dict()``: aliases resolved,

@@ -8,14 +8,15 @@ mailbox whose password is ``password``. It then starts the responder (``optout s
 the service mailbox, also in the background, and records both in ``<state_dir>/sandbox.json``
 (readable by the owner only: it holds the shared key).
 
-``optout sandbox start|stop|status`` and the test fixtures use these functions; ``load_settings``
-falls back to a running sandbox for the organisation's mailbox when no MESH URL is configured.
+``optout sandbox start|stop|status`` and the test fixtures use these functions. Reading the state
+file back (``sandbox_status``) and the fallback to a running sandbox when no MESH URL is configured
+(``with_local_sandbox``) live in :mod:`optout.mesh`, so organisation code never imports this
+launcher.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
@@ -23,20 +24,34 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
 import requests
 
-from optout.config import DEFAULT_RECIPIENT, WORKFLOW_ID, MeshSettings
 from optout.errors import TransportError, UsageError
+from optout.mesh import (
+    ORG_MAILBOX,
+    SANDBOX_PASSWORD,
+    SERVICE_MAILBOX,
+    STATE_FILE,
+    SandboxInfo,
+    _alive,
+    _read_state,
+    _responder_marker,
+    _sandbox_marker,
+    default_state_dir,
+    org_settings,
+    sandbox_status,
+    service_settings,
+)
 
 __all__ = [
     "ORG_MAILBOX",
     "SANDBOX_PASSWORD",
     "SERVICE_MAILBOX",
     "SandboxInfo",
+    "default_state_dir",
     "org_settings",
     "reset_sandbox",
     "sandbox_status",
@@ -45,55 +60,13 @@ __all__ = [
     "stop_sandbox",
 ]
 
-ORG_MAILBOX = "X26ORG001"
-SERVICE_MAILBOX = DEFAULT_RECIPIENT  # "X26HC065", the live check service's mailbox id
-SANDBOX_PASSWORD = "password"  # mesh-sandbox file mode: every mailbox folder has this password
-STATE_FILE = "sandbox.json"
 READY_TIMEOUT = 30.0
-
-
-@dataclass
-class SandboxInfo:
-    url: str
-    port: int
-    pid: int
-    shared_key: str
-    data_dir: str
-    org_mailbox: str = ORG_MAILBOX
-    service_mailbox: str = SERVICE_MAILBOX
-    responder_pid: int | None = None
-    state_dir: str | None = None
-    register_path: str | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
 
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _alive(pid: int | None, marker: str) -> bool:
-    """The process exists, is not a zombie, and its command line is the one we started."""
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return marker in " ".join(proc.cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-def _sandbox_marker() -> str:
-    return "mesh_sandbox.api:app"
-
-
-def _responder_marker() -> str:
-    return "optout service run"
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:
@@ -110,17 +83,6 @@ def _write_state(state_dir: Path, info: SandboxInfo) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(info.to_json())
     os.replace(tmp, path)
-
-
-def _read_state(state_dir: Path) -> SandboxInfo | None:
-    path = Path(state_dir) / STATE_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return SandboxInfo(**data)
-    except (ValueError, TypeError):
-        return None
 
 
 def _terminate(pid: int | None, marker: str, *, grace: float = 5.0) -> None:
@@ -276,16 +238,6 @@ def start_sandbox(
     )
 
 
-def sandbox_status(state_dir: Path) -> SandboxInfo | None:
-    """The running sandbox recorded in ``state_dir``, or None (stale state is not trusted)."""
-    info = _read_state(Path(state_dir))
-    if info is None or not _alive(info.pid, _sandbox_marker()):
-        return None
-    if info.responder_pid and not _alive(info.responder_pid, _responder_marker()):
-        info.responder_pid = None
-    return info
-
-
 def stop_sandbox(state_dir: Path) -> bool:
     """Stop the responder and the sandbox, remove their state. Returns whether anything ran."""
     state_dir = Path(state_dir)
@@ -316,31 +268,6 @@ def reset_sandbox(info: SandboxInfo) -> None:
             f"could not reset the sandbox at {info.url}: {exc.__class__.__name__}",
             hint="is it running? `optout sandbox status`; start it with `optout sandbox start`",
         ) from None
-
-
-def _settings(info: SandboxInfo, mailbox: str) -> MeshSettings:
-    return MeshSettings(
-        url=info.url,
-        mailbox=mailbox,
-        password=SANDBOX_PASSWORD,
-        shared_key=info.shared_key,
-        recipient=info.service_mailbox,
-        workflow_id=WORKFLOW_ID,
-    )
-
-
-def org_settings(info: SandboxInfo) -> MeshSettings:
-    """The organisation's mailbox on the sandbox (sends to the service mailbox)."""
-    return _settings(info, info.org_mailbox)
-
-
-def service_settings(info: SandboxInfo) -> MeshSettings:
-    """The central service's mailbox on the sandbox."""
-    return _settings(info, info.service_mailbox)
-
-
-def default_state_dir(home: Path) -> Path:
-    return Path(home) / "sandbox"
 
 
 def require_running(state_dir: Path) -> SandboxInfo:

@@ -15,7 +15,7 @@ people **without** a national data opt-out at that time. This module keeps that 
 - **refreshed at least every 7 days** (001 §8.4): :func:`load_allow_list` refuses an older cache
   (exit 4) saying when it expired and how to refresh it;
 - **releases from a cache must be disclosed within 13 days of the refresh** (001 §8.4): the
-  :class:`~optout.cleaned_list.AllowList` it returns has ``source="cache"`` and
+  :class:`~optout.check.cleaned_list.AllowList` it returns has ``source="cache"`` and
   ``checked_at=refreshed_at``, so its ``deadline`` is the refresh + 13 days;
 - **no command lists members or answers "has this person opted out?"**: the only consumer is
   :func:`load_allow_list`, which hands the whole list to ``optout apply``. ``status`` shows age,
@@ -47,11 +47,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optout import atomic
-from optout.cleaned_list import CACHE_WINDOW, AllowList, sorted_unique
+from optout.check.cleaned_list import CACHE_WINDOW, AllowList
+from optout.dat import sorted_unique
 from optout.errors import IntegrityError, Location, OutputError, PolicyRefusal, UsageError
 
 if TYPE_CHECKING:
-    from optout.check import CheckResult
     from optout.config import Settings
     from optout.store import Store
 
@@ -67,7 +67,6 @@ __all__ = [
     "load_allow_list",
     "load_key",
     "read_cache",
-    "refresh",
     "status",
     "write_cache",
 ]
@@ -559,17 +558,3 @@ def destroy(
         at=_iso(_now(now)),
     )
     return True
-
-
-def refresh(cohort: Any, **kwargs: Any) -> CheckResult:
-    """Refresh the cache: check the whole legitimate-relationship cohort and store the answer.
-
-    Takes the same arguments as :func:`optout.check.check_cohort` (without ``out``). The key is
-    loaded *before* anything is sent, so a missing or unsafe key is found first.
-    """
-    from optout.check import check_cohort
-
-    settings = kwargs.get("settings") or _settings()
-    kwargs["settings"] = settings
-    load_key(settings)
-    return check_cohort(cohort, out=None, mode="cache", **kwargs)

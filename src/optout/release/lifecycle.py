@@ -21,7 +21,7 @@ follows it to the end:
   or the disclosure is refused with :class:`~optout.errors.IntegrityError`.
 - **linkage** (001 §8.1): when the manifest marks files whose opt-out was *not* upheld (exempt or
   anonymised; manifest field ``files[].opt_out_upheld: false``), the files are checked for common
-  identifiers (:mod:`optout.linkcheck`) before they go; findings refuse the disclosure unless the
+  identifiers (:mod:`optout.release.linkcheck`) before they go; findings refuse the disclosure unless the
   person accepts the risk with a recorded reason.
 - **withdraw** a release that has not been disclosed (data already disclosed need not be recalled,
   001 §8.3, and cannot be withdrawn).
@@ -146,7 +146,7 @@ class ManifestFile:
 class DisclosureResult:
     release: Release
     disclosure: Disclosure
-    linkcheck: Any | None = None  # optout.linkcheck.LinkReport when it ran
+    linkcheck: Any | None = None  # optout.release.linkcheck.LinkReport when it ran
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -473,7 +473,7 @@ def _refuse_state(release: Release, t: datetime, to: str) -> None:
 def _refuse_flow(store: Store, release: Release, to: str) -> None:
     if release.flow_id is None:
         return
-    from optout import flows
+    from optout.policy import register as flows
 
     current = flows.get_flow(store, release.flow_id)
     if release.flow_version is not None and current.version != release.flow_version:
@@ -543,7 +543,7 @@ def disclose(
     report = None
     not_upheld = [f for f in files if not f.opt_out_upheld]
     if not_upheld and len(files) > 1:
-        from optout.linkcheck import linkcheck
+        from optout.release.linkcheck import linkcheck
 
         report = linkcheck(
             [Path(release.out_dir or ".") / f.path for f in files], **(linkcheck_options or {})

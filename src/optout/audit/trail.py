@@ -6,7 +6,7 @@ a canonical JSON form of all its fields, so a changed, deleted, inserted or reor
 breaks the chain: ``verify`` names the first bad entry and what is wrong with it. Cutting entries
 off the *end* leaves a valid shorter chain, so ``verify(expect_head=...)`` compares against a head
 hash exported earlier (``optout audit verify`` prints it; evidence packs record it).
-Evidence packs for the Data Security and Protection Toolkit are built by ``optout.evidence``.
+Evidence packs for the Data Security and Protection Toolkit are built by ``optout.audit.evidence``.
 """
 
 from __future__ import annotations

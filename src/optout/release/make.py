@@ -1,0 +1,444 @@
+"""Applying opt-outs to an extract: whole-record removal (001 §8.1) into an atomic release folder.
+
+    apply_opt_outs(tables, out_dir=..., cleaned_list=...) -> ReleaseReport
+
+1. read the allow-list (the cleaned list: people WITHOUT an opt-out) and refuse when its
+   disclosure deadline has passed (001 §8.4);
+2. plan: open every table, find its NHS-number column or its link to a parent table, check the
+   ``unmatched`` choice (001 §8.2) fits;
+3. classify every row of every table (engine: DuckDB streaming, or the pure-Python reference);
+   with ``unmatched="fail"`` stop here when any NHS number is missing or invalid;
+4. write the kept rows into a temporary folder beside ``out_dir``, with ``release.json``; rename
+   it into place; record the release (state "prepared") and an audit entry (counts only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from optout.check.cleaned_list import AllowList, parse_checked_at, read_cleaned_list
+from optout.dat import read_number_file
+from optout.errors import InputError, Location, NotFoundError, PolicyRefusal, UsageError
+from optout.release.engines import ENGINES, engine_names, get_engine
+from optout.release.engines.base import Lists, Status, TableCounts
+from optout.release.manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    manifest_bytes,
+    sha256_file,
+    staged_release,
+)
+from optout.release.plan import ReleasePlan, make_plan
+from optout.release.report import ReleaseReport, TableReport
+from optout.version import __version__
+
+if TYPE_CHECKING:
+    from optout.store import Store
+
+__all__ = ["ENGINES", "REPORT_FOR", "ReleaseReport", "TableReport", "apply_opt_outs"]
+
+REPORT_FOR = ("internal", "external")
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None:
+        raise UsageError("now= must be timezone-aware", hint="pass datetime.now(UTC)")
+    return now.astimezone(UTC)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _load_allow_list(
+    cleaned_list: str | Path | None,
+    allow_list: AllowList | None,
+    checked_at: datetime | str | None,
+    cohort: str | Path | None,
+) -> tuple[AllowList, str | None]:
+    cohort_sha = None
+    if allow_list is not None:
+        if cleaned_list is not None:
+            raise UsageError(
+                "give either a cleaned list file or an allow-list, not both",
+                hint="use --cleaned-list FILE or --cache",
+            )
+        if checked_at is not None:
+            allow_list = dataclasses.replace(allow_list, checked_at=parse_checked_at(checked_at))
+        if cohort is not None:
+            numbers, cohort_sha = read_number_file(cohort)
+            allow_list = dataclasses.replace(allow_list, cohort=numbers)
+        return allow_list, cohort_sha
+    if cleaned_list is None:
+        raise UsageError(
+            "no cleaned list given",
+            hint="give --cleaned-list FILE (the check service's reply) or use the temporary cache (--cache)",
+        )
+    al = read_cleaned_list(cleaned_list, checked_at=checked_at, cohort=cohort)
+    if cohort is not None:
+        cohort_sha = sha256_file(Path(cohort))
+    return al, cohort_sha
+
+
+def _check_timing(al: AllowList, now: datetime) -> None:
+    if al.checked_at > now + CLOCK_SKEW:
+        raise UsageError(
+            f"the check time {_iso(al.checked_at)} is in the future",
+            hint="give the time the check request was sent (--checked-at ...Z), and check the clock",
+        )
+    if now > al.deadline:
+        days = 13 if al.source == "cache" else 20
+        raise PolicyRefusal(
+            f"the {'cache' if al.source == 'cache' else 'cleaned list'} was checked at "
+            f"{_iso(al.checked_at)}; data must be disclosed within {days} days of the check "
+            f"(001 §8.4), and that deadline passed at {_iso(al.deadline)}",
+            hint="check the cohort again (`optout check`) and apply with the new cleaned list",
+        )
+
+
+def _fail_refusal(plan: ReleasePlan, counts: Mapping[str, TableCounts]) -> PolicyRefusal | None:
+    bad = [(t, counts[t.name]) for t in plan.tables if counts[t.name].invalid]
+    if not bad:
+        return None
+    parts = []
+    for t, c in bad:
+        classes = ", ".join(f"{k} {v}" for k, v in sorted(c.invalid.items()))
+        rows = ", ".join(str(r) for r in c.problem_rows)
+        parts.append(
+            f"{t.source.path.name} column {t.nhs_column!r}: {classes} (rows {rows}"
+            + (", ..." if sum(c.invalid.values()) > len(c.problem_rows) else "")
+            + ")"
+        )
+    return PolicyRefusal(
+        "some NHS numbers are missing or invalid, so the opt-out cannot be checked for those rows "
+        "(001 §8.2); nothing was written: " + "; ".join(parts),
+        hint="fix them at source (see `optout nhs-number check FILE`), or choose what to do with "
+        "--unmatched withhold (remove them), --unmatched trace --trace-index FILE (look them up), "
+        "or --unmatched release --reason disproportionate-effort|legally-restricted (keep them, "
+        "recorded in the manifest)",
+    )
+
+
+def _table_report(plan: ReleasePlan, name: str, c: TableCounts, cohort_known: bool) -> TableReport:
+    t = plan.table(name)
+    kept: dict[str, dict[str, int]] = {}
+    removed: dict[str, dict[str, int]] = {}
+    for st in sorted(c.by_status):
+        rows, people = c.by_status[st]
+        (kept if st.kept else removed)[st.label(cohort_known=cohort_known)] = {"rows": rows, "people": people}
+    return TableReport(
+        name=name,
+        file=t.source.path.name,
+        format=t.source.format,
+        nhs_column=t.nhs_column,
+        link=str(t.link) if t.link else None,
+        rows_in=c.rows_in,
+        rows_out=c.rows_out,
+        people_kept=c.people_kept,
+        people_removed=c.people_removed,
+        kept=kept,
+        removed=removed,
+        invalid_nhs_numbers=dict(sorted(c.invalid.items())),
+        problem_rows=list(c.problem_rows),
+        traced_rows=c.traced,
+    )
+
+
+def _stat_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def apply_opt_outs(
+    tables: Sequence[str | Path],
+    *,
+    out_dir: str | Path,
+    cleaned_list: str | Path | None = None,
+    allow_list: AllowList | None = None,
+    checked_at: datetime | str | None = None,
+    cohort: str | Path | None = None,
+    nhs_columns: Mapping[str, str] | Sequence[str] | None = None,
+    links: Sequence[str] = (),
+    chi_columns: Sequence[str] = (),
+    unmatched: str = "fail",
+    trace_index: str | Path | None = None,
+    release_reason: str | None = None,
+    report_for: str = "internal",
+    dry_run: bool = False,
+    force: bool = False,
+    flow_id: str | None = None,
+    engine: str = "duckdb",
+    memory_limit: str | None = None,
+    store: Store | None = None,
+    now: datetime | None = None,
+    trace_keys: Mapping[str, str] | Sequence[str] | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    quote: str | None = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> ReleaseReport:
+    """Remove every opted-out person's whole record from ``tables`` into the release ``out_dir``.
+
+    See the module docstring and README "optout apply" for every choice. Returns the report;
+    raises ``optout.errors`` exceptions (never with an NHS number in the message).
+    """
+    t_now = _now(now)
+    if report_for not in REPORT_FOR:
+        raise UsageError(f"--report-for {report_for!r} is not a choice", hint="use internal or external")
+    if engine not in engine_names():
+        raise UsageError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(engine_names())}")
+    al, cohort_sha = _load_allow_list(cleaned_list, allow_list, checked_at, cohort)
+    _check_timing(al, t_now)
+    plan = make_plan(
+        tables,
+        nhs_columns=nhs_columns,
+        links=links,
+        chi_columns=chi_columns,
+        unmatched=unmatched,
+        trace_index=trace_index,
+        trace_keys=trace_keys,
+        release_reason=release_reason,
+        encoding=encoding,
+        delimiter=delimiter,
+        quote=quote,
+    )
+    allow = al.numbers
+    if al.cohort is not None:
+        allow = np.intersect1d(allow, al.cohort, assume_unique=True)
+    lists = Lists(allow=allow, cohort=al.cohort)
+    cohort_known = al.cohort is not None
+    release_id = f"rel-{t_now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    out = Path(os.path.abspath(out_dir))
+
+    def report_of(counts: Mapping[str, TableCounts]) -> ReleaseReport:
+        return ReleaseReport(
+            release_id=release_id,
+            out_dir=str(out),
+            dry_run=dry_run,
+            created_at=t_now,
+            checked_at=al.checked_at,
+            deadline=al.deadline,
+            check_source=al.source,
+            cleaned_list=al.origin,
+            cleaned_list_sha256=al.sha256,
+            unmatched=plan.unmatched,
+            release_reason=plan.release_reason,
+            engine=engine,
+            tables=[_table_report(plan, t.name, counts[t.name], cohort_known) for t in plan.tables],
+            report_for=report_for,
+            cohort_known=cohort_known,
+        )
+
+    if dry_run:
+        spill = Path(tempfile.mkdtemp(prefix="optout-spill-"))
+        try:
+            with get_engine(engine, memory_limit=memory_limit, temp_dir=spill) as eng:
+                counts = eng.classify(plan, lists, progress)
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
+        refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
+        if refusal is not None:
+            raise refusal
+        return report_of(counts)
+
+    if flow_id is not None and store is None:
+        store = _open_store()
+    flow_version = _flow_version(store, flow_id) if flow_id is not None else None
+
+    with staged_release(out, force=force) as staged:
+        spill = staged.path(".spill")
+        spill.mkdir()
+        before = {t.name: _stat_key(t.source.path) for t in plan.tables}
+        # hash the inputs while the engine works (hashlib releases the GIL on large blocks)
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-sha256")
+        input_sha = {t.name: hasher.submit(sha256_file, t.source.path) for t in plan.tables}
+        hasher.shutdown(wait=False)
+        with get_engine(engine, memory_limit=memory_limit, temp_dir=spill) as eng:
+            counts = eng.classify(plan, lists, progress)
+            refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
+            if refusal is not None:
+                raise refusal
+            files = []
+            for t in plan.tables:
+                if progress:
+                    progress(t.name, "writing")
+                target = staged.path(t.source.path.name)
+                rows = eng.write(t.name, target)
+                files.append((t, target, rows))
+        shutil.rmtree(spill, ignore_errors=True)
+        inputs = []
+        for t in plan.tables:
+            if _stat_key(t.source.path) != before[t.name]:
+                raise InputError(
+                    f"{t.source.path.name} changed while the release was being made",
+                    where=Location(file=t.source.path),
+                    hint="wait until whatever writes the file has finished, then apply again",
+                )
+            inputs.append((t, input_sha[t.name].result()))
+        report = report_of(counts)
+        manifest = _manifest(
+            report, plan, al, cohort_sha, inputs, files, counts, flow_id, flow_version, t_now
+        )
+        data = manifest_bytes(manifest)
+        (staged.path(MANIFEST_NAME)).write_bytes(data)
+        report.manifest_sha256 = hashlib.sha256(data).hexdigest()
+        staged.commit()
+        if store is None:
+            store = _open_store()
+        _record(store, report, flow_id, flow_version, counts)
+        staged.finish()
+    return report
+
+
+def _open_store() -> Store:
+    from optout.config import load_settings
+    from optout.store import open_store
+
+    return open_store(load_settings().db_url)
+
+
+def _flow_version(store: Store | None, flow_id: str) -> int:
+    import sqlalchemy as sa
+
+    from optout.store import flows
+
+    assert store is not None
+    with store.begin() as conn:
+        row = conn.execute(sa.select(flows.c.version).where(flows.c.id == flow_id)).first()
+    if row is None:
+        raise NotFoundError(
+            f"no data flow {flow_id!r} is registered",
+            hint="list flows with `optout flow list`, or register it with `optout flow add`",
+        )
+    return int(row.version)
+
+
+def _manifest(
+    report: ReleaseReport,
+    plan: ReleasePlan,
+    al: AllowList,
+    cohort_sha: str | None,
+    inputs: list[tuple[Any, str]],
+    files: list[tuple[Any, Path, int]],
+    counts: Mapping[str, TableCounts],
+    flow_id: str | None,
+    flow_version: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    external = report.report_for == "external"
+    under_reason = {
+        name for name, c in counts.items() if c.by_status.get(Status.KEPT_UNDER_REASON, [0])[0] > 0
+    }
+    return {
+        "format": MANIFEST_FORMAT,
+        "release_id": report.release_id,
+        "created_at": _iso(now),
+        "tool": {"name": "optout", "version": __version__},
+        "flow": {"id": flow_id, "version": flow_version} if flow_id else None,
+        "check": {
+            "cleaned_list": al.origin,
+            "sha256": al.sha256,
+            "checked_at": _iso(al.checked_at),
+            "source": al.source,
+            "local_id": al.local_id,
+            "deadline": _iso(al.deadline),
+            "deadline_rule": "001 §8.4: disclose within "
+            + ("13 days of a cache refresh" if al.source == "cache" else "20 days of the check"),
+            "cohort_sha256": cohort_sha,
+        },
+        "choices": {
+            "unmatched": plan.unmatched,
+            "release_reason": plan.release_reason,
+            "nhs_columns": {t.name: t.nhs_column for t in plan.tables if t.nhs_column},
+            "chi": [t.name for t in plan.tables if t.chi],
+            "links": [str(link) for link in plan.links],
+            "trace_index": (
+                {"file": plan.trace.source.path.name, "sha256": sha256_file(plan.trace.source.path)}
+                if plan.trace
+                else None
+            ),
+            "trace_keys": {t.name: t.trace_key for t in plan.tables if t.trace_key},
+            "engine": report.engine,
+            "report_for": report.report_for,
+        },
+        "inputs": [
+            {
+                "table": t.name,
+                "file": t.source.path.name,
+                "sha256": sha,
+                **({} if external else {"rows": counts[t.name].rows_in}),
+                **t.source.describe(),
+            }
+            for t, sha in inputs
+        ],
+        "files": [
+            {
+                "path": target.name,
+                "table": t.name,
+                "format": t.source.format,
+                "sha256": sha256_file(target),
+                "rows": rows,
+                "opt_out_upheld": t.name not in under_reason,
+                **({"basis": plan.release_reason} if t.name in under_reason else {}),
+            }
+            for t, target, rows in files
+        ],
+        "counts": report.to_dict()["tables"],
+    }
+
+
+def _record(
+    store: Store,
+    report: ReleaseReport,
+    flow_id: str | None,
+    flow_version: int | None,
+    counts: Mapping[str, TableCounts],
+) -> None:
+    from optout import audit
+    from optout.store import releases
+
+    per_table = {n: {"rows_in": c.rows_in, "rows_out": c.rows_out} for n, c in counts.items()}
+    details = {
+        "tables": per_table,
+        "unmatched": report.unmatched,
+        "release_reason": report.release_reason,
+        "engine": report.engine,
+        "cleaned_list_sha256": report.cleaned_list_sha256,
+    }
+    with store.begin() as conn:
+        conn.execute(
+            releases.insert().values(
+                id=report.release_id,
+                flow_id=flow_id,
+                flow_version=flow_version,
+                state="prepared",
+                created_at=_iso(report.created_at),
+                checked_at=_iso(report.checked_at),
+                check_source=report.check_source,
+                deadline=_iso(report.deadline),
+                out_dir=report.out_dir,
+                manifest_sha256=report.manifest_sha256,
+                details=details,
+            )
+        )
+    audit.record(
+        store,
+        "release.prepared",
+        subject=report.release_id,
+        details={**details, "deadline": _iso(report.deadline), "manifest_sha256": report.manifest_sha256},
+    )
