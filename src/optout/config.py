@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from optout.errors import UsageError
+from optout.text import ACTOR_FIELD, ACTOR_HINT, guard_free_text
 
 DEFAULT_HOME = Path(".optout")
 DEFAULT_RECIPIENT = "X26HC065"
@@ -115,4 +116,5 @@ def load_settings(config_file: Path | None = None, env: dict[str, str] | None = 
         s.cache_path = Path(env.get("OPTOUT_CACHE_DIR") or cache["path"])
     if env.get("OPTOUT_CACHE_KEY_FILE") or cache.get("key_file"):
         s.cache_key_file = Path(env.get("OPTOUT_CACHE_KEY_FILE") or cache["key_file"])
+    guard_free_text(ACTOR_FIELD, s.actor, error=UsageError, hint=ACTOR_HINT)  # stored and printed
     return s

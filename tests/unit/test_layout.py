@@ -166,4 +166,6 @@ def test_engine_base_knows_no_implementation() -> None:
 
 
 def test_configuration_knows_nothing_of_the_sandbox() -> None:
-    assert GRAPH["optout.config"] <= {"optout.errors"}
+    # optout.text: the actor name is free text, refused at load when it holds an NHS number
+    assert GRAPH["optout.config"] <= {"optout.errors", "optout.text"}
+    assert GRAPH["optout.text"] <= {"optout.errors", "optout.nhs_number"}

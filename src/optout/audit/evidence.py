@@ -35,6 +35,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from optout import audit
 from optout.errors import OutputError, UsageError
 from optout.store import Store, check_requests, disclosures, flows, releases
+from optout.text import mask_nested
 from optout.version import __version__
 
 FORMAT = "optout-evidence/1"
@@ -273,7 +274,9 @@ def build_evidence(
         for f in flow_rows
     ]
     counts = Counter(x.action for x in in_range)
-    return {
+    # free text is guarded where it enters; text stored before that guard existed (flow names,
+    # recipients, actors, reasons) is masked here, as the pack may leave the organisation
+    data: dict[str, Any] = {
         "format": FORMAT,
         "generated_at": _iso(now or datetime.now(UTC)),
         "generated_by": actor,
@@ -305,6 +308,7 @@ def build_evidence(
         "flows": flow_list,
         "entries": entry_dicts,
     }
+    return mask_nested(data)
 
 
 def render_html(data: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from optout.errors import IntegrityError, OptoutError, UsageError
 from optout.store import Store, audit_log
+from optout.text import ACTOR_HINT, find_nhs_number, guard_free_text
 
 GENESIS = "0" * 64
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -70,24 +71,15 @@ def entry_hash(
 
 
 def _refuse_nhs_numbers(obj: Any, path: str = "details") -> None:
-    """Belt and braces: an audit entry must never carry an NHS number."""
-    from optout.nhs_number import parse
-
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _refuse_nhs_numbers(v, f"{path}.{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _refuse_nhs_numbers(v, f"{path}[{i}]")
-    elif isinstance(obj, bool):
-        return
-    elif isinstance(obj, int) or (isinstance(obj, str) and obj.strip().replace(" ", "").isdigit()):
-        text = str(obj).strip().replace(" ", "")
-        if len(text) == 10 and parse(text).ok:
-            raise OptoutError(
-                f"refusing to write what looks like an NHS number to the audit log ({path})",
-                hint="this is a bug: audit entries carry counts and hashes, never identifiers",
-            )
+    """Belt and braces: an audit entry must never carry an NHS number, anywhere in its nested
+    details, alone or inside text (the one detector: ``optout.text``)."""
+    found = find_nhs_number(obj, path)
+    if found is not None:
+        raise OptoutError(
+            f"refusing to write what looks like an NHS number to the audit log ({found})",
+            hint="this is a bug: audit entries carry counts and hashes, never identifiers, and free "
+            "text is checked where it enters (optout.text.guard_free_text)",
+        )
 
 
 def record(
@@ -102,10 +94,12 @@ def record(
     """Append one entry to the chain and return it."""
     details = details or {}
     _refuse_nhs_numbers(details)
+    _refuse_nhs_numbers(subject, "subject")
     if actor is None:
         from optout.config import load_settings
 
         actor = load_settings().actor
+    guard_free_text("the actor name", actor, error=UsageError, hint=ACTOR_HINT)
     details_text = canonical(details)
     for _attempt in range(20):
         try:

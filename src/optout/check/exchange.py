@@ -54,6 +54,7 @@ from optout.errors import (
     TransportError,
     UsageError,
 )
+from optout.text import guard_free_text
 
 if TYPE_CHECKING:
     from optout.config import Settings
@@ -216,6 +217,8 @@ def _prepare(
     cohort.require_something_to_send()  # empty / 100 % invalid: exit 3 before anything is sent
     subject = require_safe(subject or default_subject(mode), what="Subject")
     local_id = require_safe(local_id, what="LocalID") if local_id else new_local_id(mode, now=now)
+    guard_free_text("the Subject (--subject)", subject, error=UsageError)  # sent, stored, printed
+    guard_free_text("the LocalID", local_id, error=UsageError)
     if state.find(store, local_id) is not None:
         raise UsageError(
             f"a check request with LocalID {local_id} exists already", hint="LocalIDs must be unique"

@@ -26,6 +26,7 @@ import numpy as np
 
 from optout.dat import SERVICE_REJECTION, encode_dat
 from optout.errors import UsageError
+from optout.text import contains_nhs_number
 
 __all__ = [
     "MAX_LOCAL_ID",
@@ -168,7 +169,12 @@ def notification_summary(body: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in doc.items():
         number = isinstance(v, bool | float) or (isinstance(v, int) and abs(v) < 1_000_000_000)
-        text = isinstance(v, str) and len(v) <= 80 and not v.replace(" ", "").isdigit()
+        text = (
+            isinstance(v, str)
+            and len(v) <= 80
+            and not v.replace(" ", "").isdigit()
+            and not contains_nhs_number(v)  # "invalid number 943 476 5919": dropped, never audited
+        )
         if number or text:
             out[str(k)[:64]] = v
     return out

@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(rc, int) and rc != 0:
             sys.exit(rc)
     except OptoutError as exc:
-        typer.echo(f"optout: {exc.kind} error: {exc.render()}", err=True)
+        # values are guarded where they enter; masking the message as well covers what an error
+        # may quote (an unknown id as typed, a file name)
+        from optout.text import mask
+
+        typer.echo(f"optout: {exc.kind} error: {mask(exc.render())}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("optout: interrupted; nothing was left half-written", err=True)

@@ -81,6 +81,7 @@ def show_cmd(
     from optout.errors import IntegrityError
     from optout.release.lifecycle import describe_deadline, get_release, manifest_files, read_manifest
     from optout.store import open_store
+    from optout.text import mask  # audit entries written before the actor was guarded
 
     store = open_store()
     rel = get_release(store, release_id)
@@ -98,7 +99,9 @@ def show_cmd(
         out = rel.to_dict()
         out["files"] = [vars(f) for f in files]
         out["manifest_problem"] = manifest_note
-        out["audit"] = [{"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action} for e in entries]
+        out["audit"] = [
+            {"seq": e.seq, "at": e.at, "actor": mask(e.actor), "action": e.action} for e in entries
+        ]
         typer.echo(json.dumps(out, indent=2, default=str))
         return
     typer.echo(f"release {rel.id}: {rel.state()}")
@@ -129,7 +132,7 @@ def show_cmd(
     if entries:
         typer.echo("audit trail:")
         for e in entries:
-            typer.echo(f"  #{e.seq}  {e.at[:19].replace('T', ' ')}  {e.actor}  {e.action}")
+            typer.echo(f"  #{e.seq}  {e.at[:19].replace('T', ' ')}  {mask(e.actor)}  {e.action}")
 
 
 @release_app.command("disclose")

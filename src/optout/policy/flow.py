@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from optout.errors import InputError, Location
+from optout.text import guard_free_text
 
 FLOW_FORMAT = "optout-flow/1"
 
@@ -314,6 +315,10 @@ class Flow:
                 where=Location(file=src, line=(lines or {}).get("format"), column="format"),
                 hint=f"Write format: {FLOW_FORMAT} (or leave the key out).",
             )
+        if "name" not in facts and src is not None:  # Flow.name falls back on the file's name
+            guard_free_text(
+                "the flow's name (taken from the file name, as the file has no 'name')", Path(src).stem
+            )
         flow = cls(facts=facts, source=src)
         _check_contradictions(flow, src, lines or {})
         return flow
@@ -457,6 +462,7 @@ def _flatten(
             _flatten(value, f"{key}.", out, src, lines)
             continue
         if path not in FACT_SPECS:
+            guard_free_text("a key of the flow file", path, where=Location(file=src, line=lines.get(path)))
             n = len(prefix)
             here = [p[n:] for p in FACT_SPECS if p.startswith(prefix) and "." not in p[n:]]
             if not prefix:
@@ -491,7 +497,7 @@ def _parse_value(spec: FactSpec, value: Any, src: str | None, line: int | None) 
                 where=where,
                 hint=f"Write {spec.path}: followed by the text ({spec.question}).",
             )
-        return str(value).strip()
+        return guard_free_text(f"'{spec.path}'", str(value).strip(), where=where)
     if spec.kind == "date":
         if isinstance(value, date):
             return value
@@ -521,7 +527,7 @@ def _parse_value(spec: FactSpec, value: Any, src: str | None, line: int | None) 
                     where=where,
                     hint=f'Write one reference per line, e.g.\n    {spec.path}:\n      - "{spec.example}"',
                 )
-            out.append(str(item).strip())
+            out.append(guard_free_text(f"'{spec.path}'", str(item).strip(), where=where))
         return tuple(out)
     # enum and enum-list
     items = value if isinstance(value, list) else [value]
@@ -563,6 +569,7 @@ def _enum_value(spec: FactSpec, item: Any, where: Location) -> str:
     alias = ALIASES.get(spec.path, {}).get(norm)
     if alias is not None:
         return alias
+    guard_free_text(f"'{spec.path}'", word, where=where)  # the error below quotes the word
     raise InputError(
         f"'{word}' is not a valid value for '{spec.path}'",
         where=where,

@@ -39,6 +39,7 @@ import yaml
 from optout import audit
 from optout.errors import Location, NotFoundError, OptoutError, PolicyRefusal, UsageError
 from optout.store import Store, flow_versions, flows
+from optout.text import contains_nhs_number, guard_free_text, guard_nested, mask, mask_nested
 
 __all__ = [
     "DEFAULT_REVIEW_DAYS",
@@ -133,7 +134,7 @@ def _jsonable(obj: Any) -> Any:
 
 def _actor(actor: str | None) -> str:
     if actor:
-        return actor
+        return guard_free_text("the actor name", actor, error=UsageError)
     from optout.config import load_settings
 
     return load_settings().actor
@@ -158,6 +159,9 @@ def _slugify(text: str) -> str:
 
 
 def _check_slug(flow_id: str, *, where: Location | None = None) -> str:
+    guard_free_text(
+        "the flow id", flow_id, error=UsageError, hint="choose an id without the number (--id ID)"
+    )
     if not SLUG.match(flow_id):
         raise UsageError(
             f"flow id {flow_id!r} is not a valid id",
@@ -194,7 +198,10 @@ def _load(source: str | Path | Mapping[str, Any] | Any, label: str) -> Any:
 
 
 def _facts(flow: Any) -> dict[str, Any]:
-    return _jsonable(flow.to_dict())
+    doc = _jsonable(flow.to_dict())
+    # from_mapping guards each text fact; this also covers a Flow built by hand (and its name)
+    guard_nested({**doc, "name": flow.name}, "facts")
+    return doc
 
 
 def assess_record(record: FlowRecord) -> Any:
@@ -206,14 +213,15 @@ def assess_record(record: FlowRecord) -> Any:
 
 
 def _record(row: Any) -> FlowRecord:
+    # text is guarded where it enters; rows stored before that guard existed are read masked
     return FlowRecord(
         id=row.id,
-        name=row.name,
-        owner=row.owner,
-        recipient=row.recipient,
+        name=mask(row.name),
+        owner=None if row.owner is None else mask(row.owner),
+        recipient=None if row.recipient is None else mask(row.recipient),
         purpose=row.purpose,
         legal_basis=row.legal_basis,
-        facts=dict(row.facts or {}),
+        facts=mask_nested(dict(row.facts or {})),
         decision=row.decision,
         compliance=row.compliance,
         exemption=row.exemption,
@@ -229,6 +237,13 @@ def list_flows(store: Store) -> list[FlowRecord]:
     with store.begin() as conn:
         rows = conn.execute(sa.select(flows).order_by(flows.c.id)).all()
     return [_record(r) for r in rows]
+
+
+def _stored_facts(store: Store, flow_id: str) -> dict[str, Any]:
+    """The facts as stored, unmasked (only to compare with; never returned to a caller)."""
+    with store.begin() as conn:
+        facts = conn.execute(sa.select(flows.c.facts).where(flows.c.id == flow_id)).scalar()
+    return dict(facts or {})
 
 
 def get_flow(store: Store, flow_id: str) -> FlowRecord:
@@ -257,7 +272,13 @@ def history(store: Store, flow_id: str) -> list[FlowVersion]:
         ).all()
     return [
         FlowVersion(
-            r.flow_id, r.version, dict(r.facts or {}), r.decision, r.facts_sha256, r.changed_at, r.changed_by
+            r.flow_id,
+            r.version,
+            mask_nested(dict(r.facts or {})),
+            r.decision,
+            r.facts_sha256,
+            r.changed_at,
+            None if r.changed_by is None else mask(r.changed_by),
         )
         for r in rows
     ]
@@ -400,6 +421,9 @@ def parse_assignments(assignments: Sequence[str]) -> list[tuple[list[str], Any]]
     for a in assignments:
         key, sep, raw = a.partition("=")
         key = key.strip()
+        guard_free_text(
+            f"--set {key}" if sep and key and not contains_nhs_number(key) else "--set", a, error=UsageError
+        )
         if not sep or not key or any(not part for part in key.split(".")):
             raise UsageError(
                 f"--set {a!r} is not key=value",
@@ -471,7 +495,7 @@ def edit_flow(
     doc = _facts(flow)
     decision = _policy().assess(flow)
     cols = _columns(flow, decision, t)
-    keys = changed_keys(current.facts, doc)
+    keys = changed_keys(_stored_facts(store, flow_id), doc)  # a masked old value counts as changed
     sha = _sha256(doc)
     same_decision = (cols["decision"], cols["compliance"], cols["exemption"]) == (
         current.decision,

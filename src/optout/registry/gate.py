@@ -59,6 +59,7 @@ import yaml
 
 from optout import atomic
 from optout.errors import InputError, Location, NotFoundError, OutputError, PolicyRefusal, UsageError
+from optout.text import guard_free_text
 
 PROFILE_FORMAT = "optout-collection-profile/1"
 REPORT_FORMAT = "optout-collection-report/1"
@@ -265,6 +266,8 @@ def parse_profile(data: bytes, *, source: str = "profile") -> Profile:
             hint="each consent value means either yes or no",
         )
     registry = tuple(dict.fromkeys((nhs, *registry)))
+    for key in ("name", "title", "note"):  # printed in reports and stored in the audit trail
+        guard_free_text(f"'{key}'", str(raw.get(key) or ""), where=Location(file=source, column=key))
     return Profile(
         name=str(raw["name"]),
         nhs_number_column=nhs,

@@ -54,6 +54,7 @@ from optout.errors import (
     UsageError,
 )
 from optout.store import Store, disclosures, releases
+from optout.text import guard_free_text, mask, mask_nested
 
 __all__ = [
     "CHECK_WINDOWS",
@@ -173,7 +174,7 @@ def _parse_time(text: str | None) -> datetime | None:
 
 def _actor(actor: str | None) -> str:
     if actor:
-        return actor
+        return guard_free_text("the actor name", actor, error=UsageError)
     from optout.config import load_settings
 
     return load_settings().actor
@@ -207,8 +208,12 @@ def _release(row: Any, discs: Sequence[Any] = ()) -> Release:
         deadline=_deadline(row),
         out_dir=row.out_dir,
         manifest_sha256=row.manifest_sha256,
-        details=dict(row.details or {}),
-        disclosures=[Disclosure(d.id, d.release_id, d.recipient, d.disclosed_at, d.actor) for d in discs],
+        # free text is guarded where it enters; rows stored before that guard are read masked
+        details=mask_nested(dict(row.details or {})),
+        disclosures=[
+            Disclosure(d.id, d.release_id, mask(d.recipient), d.disclosed_at, d.actor and mask(d.actor))
+            for d in discs
+        ],
     )
 
 
@@ -526,6 +531,8 @@ def disclose(
     to = (to or "").strip()
     if not to:
         raise UsageError("say who the release is disclosed to", hint="give --to RECIPIENT (the organisation)")
+    guard_free_text("--to (the recipient)", to, error=UsageError)
+    guard_free_text("--accept-link-risk (the reason)", accept_link_risk, error=UsageError)
     t = _now(now)
     who = _actor(actor)
     release = get_release(store, release_id)
@@ -606,6 +613,7 @@ def withdraw(
     reason = (reason or "").strip()
     if not reason:
         raise UsageError("say why the release is withdrawn", hint='give --reason "TEXT"')
+    guard_free_text("--reason", reason, error=UsageError)
     t = _now(now)
     who = _actor(actor)
     release = get_release(store, release_id)
