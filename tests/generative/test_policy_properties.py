@@ -1,8 +1,10 @@
 """Properties of the decision over open-ended flows (hypothesis).
 
 The central one is "never a guess": if the tool decides with some facts unknown, learning those
-facts never changes the answer. (The one documented exception is ``approvals``: an absent list
-means "none", so it is never unknown.)
+facts never changes the answer. (The documented exceptions are ``approvals``: an absent list
+means "none", so it is never unknown; and the facts whose ``FactSpec.absent`` says what leaving
+them out means, e.g. ``s251.opt_out_exception``: an s251 letter exempting the flow counts only once
+the controller has seen it, OPG §5.1.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optout.errors import InputError
-from optout.policy import FACTS, OUTCOMES, assess
+from optout.policy import FACT_SPECS, FACTS, OUTCOMES, assess
 from optout.policy.flow import Flow, parse_flow_text
 
 ENUMS = [s for s in FACTS if s.kind in ("enum", "enum-list", "bool")]
@@ -49,7 +51,16 @@ def flows(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         facts["approvals"] = draw(
             st.lists(
-                st.sampled_from(["PIAG 03(a)/2001", "15/CAG/0207", "21/CAG/0001", "CAG 8-02 (a-c)/2014"]),
+                st.sampled_from(
+                    [
+                        "PIAG 03(a)/2001",
+                        "15/CAG/0207",
+                        "21/CAG/0001",
+                        "CAG 8-02 (a-c)/2014",
+                        "CAG 7-07(a-c)/2013",
+                        "CAG 7-04(a)/2013",
+                    ]
+                ),
                 max_size=2,
             )
         )
@@ -88,7 +99,8 @@ def test_a_decision_never_changes_when_unknown_facts_become_known(
         if full
         else []
     )
-    partial_facts = {k: v for k, v in full.items() if k not in drop or k == "approvals"}
+    never_unknown = {"approvals"} | {p for p, spec in FACT_SPECS.items() if spec.absent is not None}
+    partial_facts = {k: v for k, v in full.items() if k not in drop or k in never_unknown}
     partial = decide(partial_facts)
     assert partial is not None
     if partial.outcome != "cannot-decide":

@@ -204,6 +204,15 @@ def test_yes_no_read_as_booleans_for_yes_no_questions() -> None:
 EXAMPLE_OUTCOMES = {
     "anonymised-statistics.yaml": ("does-not-apply", "anonymised", None),
     "cancer-registry-phe.yaml": ("does-not-apply", "exempt", "phe-national-cancer-register"),
+    "cancer-registry-ndrs.yaml": ("does-not-apply", "exempt", "phe-national-cancer-register"),
+    "invoice-validation-non-contracted.yaml": (
+        "does-not-apply",
+        "exempt",
+        "non-contracted-invoice-validation",
+    ),
+    "nhs-england-s259.yaml": ("does-not-apply", "exempt", "nhs-digital-s259"),
+    "prescription-charges-nhsbsa.yaml": ("does-not-apply", "exempt", "nhsbsa-prescription-charges"),
+    "research-s251-cag-exception.yaml": ("does-not-apply", "exempt", "cag-advised-opt-out-does-not-apply"),
     "covid-public-health.yaml": ("does-not-apply", "exempt", "communicable-disease"),
     "direct-care-referral.yaml": ("does-not-apply", "direct-care", "direct-care"),
     "local-audit-pcn.yaml": ("applies", "opt-out-applied", None),

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from optout.policy import CANNOT_DECIDE, COMPLIANCE, Decision, Flow, assess, load_flow
+from optout.policy.bodies import long_date
+from optout.policy.rules import exemption as rule_by_id
 
 EXIT_CANNOT_DECIDE = 10
 
@@ -57,7 +59,12 @@ def render(decision: Decision, console: Console, flow: Flow | None = None) -> No
         how = COMPLIANCE.get(decision.compliance, decision.compliance)
         console.print(f"How it complies: [bold]{escape(decision.compliance)}[/bold]: {escape(how)}")
     if decision.exemption:
-        console.print(f"Exemption: [bold]{escape(decision.exemption)}[/bold] (002 NOTED EXCLUSIONS)")
+        clause = rule_by_id(decision.exemption).clause
+        console.print(f"Exemption: [bold]{escape(decision.exemption)}[/bold] ({escape(clause)})")
+    if decision.holder is not None:
+        h = decision.holder
+        since = f" since {long_date(h.since)}" if h.since else ""
+        console.print(f"Held today by: [bold]{escape(h.now_name)}[/bold]{escape(since)}")
     if decision.alternatives:
         alts = ", ".join(decision.alternatives)
         console.print(f"Or instead: {escape(alts)} (002 NOT DIRECT CARE)")
@@ -77,9 +84,14 @@ def render(decision: Decision, console: Console, flow: Flow | None = None) -> No
             console.print(f"   - [cyan]\\[{escape(reason.clause)}][/cyan] {escape(reason.text)}")
     console.print(
         "Clauses: 000 CRANE registry guidance; 001 NHS Digital operational policy §8; "
-        "002 GP practice / PCN protocol; 003 Digital Social Care guidance.",
+        "002 GP practice / PCN protocol; 003 Digital Social Care guidance; OPG: the national data "
+        "opt-out operational policy guidance (NHS England) as published today.",
         style="dim",
     )
+    pages = [s["location"] for s in decision.sources if str(s["location"]).startswith("http")]
+    console.print(f"Rules version {escape(decision.rules_version)}", style="dim")
+    for page in pages:
+        console.print(f"  source: {escape(page)}", style="dim", soft_wrap=True)
 
 
 def assess_command(

@@ -27,22 +27,17 @@ from typing import Any
 import yaml
 
 from optout.errors import InputError, Location
+from optout.policy import bodies
+from optout.policy.sources import clause_location
 from optout.text import guard_free_text
 
 FLOW_FORMAT = "optout-flow/1"
 
-# The policy texts, by their number (see the project's policy README).
-POLICY_FILES: dict[str, str] = {
-    "000": "000_b71a30e2ff51a76a.txt",
-    "001": "001_2c2d26ccf4e1db65.txt",
-    "002": "002_fb9d29bc94a7281f.txt",
-    "003": "003_613be37144f6911b.txt",
-}
-
 
 def policy_file(clause: str) -> str:
-    """The policy text a clause such as ``"002 NOTED EXCLUSIONS"`` or ``"001 §8.3"`` is in."""
-    return POLICY_FILES.get(clause[:3], "")
+    """Where a clause is: the policy text (``"002 NOTED EXCLUSIONS"`` -> ``002_....txt``) or the page
+    of the operational policy guidance or another public source (``"OPG §7.1"`` -> its address)."""
+    return clause_location(clause)
 
 
 @cache
@@ -65,6 +60,10 @@ class FactSpec:
     question: str
     values_from: str | None = None  # section of vocabulary.yaml holding the allowed values
     example: str = ""
+    # What the rules read when the fact is left out (None: it is unknown, and a rule that needs it
+    # cannot decide). Set only where the policy says what not knowing means, e.g. an s251 letter
+    # exempting the flow must have been seen: not having seen one is "no" (OPG §5.1).
+    absent: Any = None
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -73,7 +72,7 @@ class FactSpec:
         return tuple(vocabulary()[self.values_from])
 
 
-GROUPS = ("origin", "data", "recipient", "screening", "onward_sharing")
+GROUPS = ("origin", "data", "recipient", "s251", "screening", "invoice_validation", "onward_sharing")
 
 FACTS: tuple[FactSpec, ...] = (
     FactSpec("format", "text", f'the flow file format; "{FLOW_FORMAT}" (optional)'),
@@ -81,6 +80,13 @@ FACTS: tuple[FactSpec, ...] = (
     FactSpec("description", "text", "what the flow is, in a sentence or two"),
     FactSpec("owner", "text", "who is accountable for the flow (a role or a person)"),
     FactSpec("review_date", "date", "when the decision should be reviewed (YYYY-MM-DD)"),
+    FactSpec(
+        "disclosure_date",
+        "date",
+        "When is (or was) the data disclosed? For a regular flow, the next disclosure (YYYY-MM-DD). "
+        "It names the body that held an exemption at that date; it never changes the answer.",
+        example="2026-04-01",
+    ),
     FactSpec(
         "origin.sector",
         "enum",
@@ -144,11 +150,20 @@ FACTS: tuple[FactSpec, ...] = (
         "Which approval references does the flow run under (CAG/PIAG/ECC numbers)? Leave out when none.",
         example="PIAG 03(a)/2001",
     ),
+    FactSpec(
+        "s251.opt_out_exception",
+        "bool",
+        "Does the flow's s251 approval letter, or CAG's published minutes, clearly say that the "
+        "national data opt-out does not apply to this flow? Answer true only if you have seen it in "
+        "writing; left out, it counts as no. (OPG §5.1)",
+        absent=False,
+    ),
     FactSpec("recipient.name", "text", "who receives the data"),
     FactSpec(
         "recipient.type",
         "enum",
-        "What kind of organisation receives the data? (002 NOTED EXCLUSIONS name ONS, PHE, NHS Digital)",
+        "What kind of organisation receives the data? Today's name or the one it had: PHE and NHS Digital "
+        "(002 NOTED EXCLUSIONS) are now UKHSA and NHS England, CCGs are ICBs.",
         "recipient_types",
     ),
     FactSpec(
@@ -194,6 +209,13 @@ FACTS: tuple[FactSpec, ...] = (
         "surveys",
     ),
     FactSpec(
+        "invoice_validation.contracted",
+        "bool",
+        "Is the invoiced activity covered by a contract agreed with the patient's responsible "
+        "commissioner? Non-contracted activity is care given without one, e.g. treatment outside the "
+        "area of the ICB where the patient is registered. (OPG §7.1)",
+    ),
+    FactSpec(
         "onward_sharing.planned",
         "bool",
         "Will the recipient share the data onward (e.g. for linkage with HES)? (001 §8.3)",
@@ -235,6 +257,11 @@ ALIASES: dict[str, dict[str, str]] = {
         "s259": "s259-direction",
         "s.259": "s259-direction",
         "direction": "s259-direction",
+        "regulation-3": "copi-regulation-3",
+        "reg-3": "copi-regulation-3",
+        "copi-reg-3": "copi-regulation-3",
+        "reg-18a": "regulation-18a",
+        "18a": "regulation-18a",
     },
     "recipient.type": {
         "office-for-national-statistics": "ons",
@@ -243,8 +270,12 @@ ALIASES: dict[str, dict[str, str]] = {
         "hscic": "nhs-digital",
         "dscro": "nhs-digital",
         "nhse": "nhs-england",
+        "ndrs": "nhs-england",
+        "ukhsa": "uk-health-security-agency",
+        "nhsbsa": "nhs-business-services-authority",
+        "nhs-bsa": "nhs-business-services-authority",
         "icb": "integrated-care-board",
-        "ccg": "integrated-care-board",
+        "ccg": "clinical-commissioning-group",
         "la": "local-authority",
         "council": "local-authority",
     },
@@ -256,7 +287,12 @@ ALIASES: dict[str, dict[str, str]] = {
         "pseudonymized": "pseudonymised",
         "identifiable": "confidential",
     },
-    "purpose": {"direct": "direct-care", "audit": "local-audit", "phm": "population-health-management"},
+    "purpose": {
+        "direct": "direct-care",
+        "audit": "local-audit",
+        "phm": "population-health-management",
+        "iv": "invoice-validation",
+    },
 }
 
 
@@ -638,14 +674,16 @@ def _check_contradictions(flow: Flow, src: str | None, lines: Mapping[str, int])
         )
     s259 = [b for b in bases if b in ("s259-direction", "mandatory-request")]
     rtype = flow.get("recipient.type")
-    if s259 and rtype is not None and rtype != "nhs-digital":
+    collectors = bodies.function("national-data-collection")
+    if s259 and rtype is not None and rtype not in collectors.holders_ever:
+        now = collectors.tenures[-1]
         fail(
             "legal_basis",
             "recipient.type",
-            f"{s259[0]} is a collection by NHS Digital under S.259 of the Health and Social Care Act "
-            f"2012 (002 NOTED EXCLUSIONS), but the recipient is {rtype}",
-            "Set recipient.type: nhs-digital if NHS Digital collects it, or choose the legal basis "
-            "the flow really has.",
+            f"{s259[0]} is a collection under S.259 of the Health and Social Care Act 2012 (002 NOTED "
+            f"EXCLUSIONS), made by {bodies.history(collectors)}; but the recipient is {rtype}",
+            f"Set recipient.type: {now.body} (or {', '.join(collectors.holders_ever[:-1])}, its "
+            "earlier name) if it collects the data, or choose the legal basis the flow really has.",
         )
     if conf == "anonymised" and flow.get("data.nhs_number") in ("present", "partly-missing"):
         fail(

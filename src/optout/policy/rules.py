@@ -8,7 +8,14 @@ unknown:
     2. confidentiality  002 SCOPE, 001 §8.1   confidential patient information, not anonymised (ICO)
     3. direct care      002 DIRECT CARE       direct care, incl. local audit (not across organisations)
     4. disclosure       002 DISCLOSURES TO PROVIDERS / SUPPLIERS, 002 INTERNAL ACTIVITIES
-    5. exemptions       002 NOTED EXCLUSIONS  (exemptions.yaml: data, not code)
+    5. exemptions       002 NOTED EXCLUSIONS  (exemptions.yaml: data, not code), and what the
+                        operational policy guidance adds today, OPG §5-7 (guidance.yaml)
+
+Clauses name the policy texts (``"002 NOTED EXCLUSIONS"``) or today's public sources
+(``"OPG §7.1"``, the operational policy guidance; see :mod:`optout.policy.sources`). An exemption
+that goes with a function rather than a name (PHE's cancer register, NHS Digital's s.259
+collections) matches its holder then and now (:mod:`optout.policy.bodies`), and the decision says
+who holds it today and since when.
 
 The opt-out **applies** when every test holds; it **does not apply** as soon as one test lifts it
 (whatever the other facts are, so an unknown fact elsewhere does not matter); otherwise the answer
@@ -25,12 +32,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from optout.policy import bodies
 from optout.policy.flow import (
     FACT_SPECS,
     FACTS,
@@ -40,14 +49,13 @@ from optout.policy.flow import (
     policy_file,
     vocabulary,
 )
+from optout.policy.sources import RULES_VERSION as RULES_VERSION  # re-exported (optout.policy)
+from optout.policy.sources import guidance_data, rules_version, source_for
 
 APPLIES = "applies"
 DOES_NOT_APPLY = "does-not-apply"
 CANNOT_DECIDE = "cannot-decide"
 OUTCOMES = (APPLIES, DOES_NOT_APPLY, CANNOT_DECIDE)
-
-# Bump when a rule changes, so a register can tell a decision made under older rules.
-RULES_VERSION = "1"
 
 LIFTS, HOLDS, UNKNOWN = "lifts", "holds", "unknown"
 
@@ -62,6 +70,7 @@ class Reason:
 
     @property
     def file(self) -> str:
+        """The policy text (``002_....txt``) or the public page the clause is in."""
         return policy_file(self.clause)
 
     def to_dict(self) -> dict[str, str]:
@@ -80,7 +89,18 @@ class Decision:
     alternatives: list[str] = field(default_factory=list)  # other ways to comply, when it applies
     flow: str | None = None  # the flow's name
     facts_sha256: str | None = None
-    rules_version: str = RULES_VERSION
+    rules_version: str = field(default_factory=rules_version)  # which rules decided (sources.py)
+    holder: bodies.Holder | None = None  # who holds the lifting exemption's function, now and then
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """The documents this decision used: each source cited by a reason, once, in order."""
+        seen: dict[str, dict[str, Any]] = {}
+        for r in self.reasons:
+            src = source_for(r.clause)
+            if src is not None and src.id not in seen:
+                seen[src.id] = src.to_dict()
+        return list(seen.values())
 
     @property
     def applies(self) -> bool:
@@ -102,6 +122,8 @@ class Decision:
             "reasons": [r.to_dict() for r in self.reasons],
             "facts_sha256": self.facts_sha256,
             "rules_version": self.rules_version,
+            "sources": self.sources,
+            "holder": self.holder.to_dict() if self.holder is not None else None,
         }
 
 
@@ -111,7 +133,7 @@ COMPLIANCE: dict[str, str] = {
     "opt-out-applied": "check the cohort and remove opted-out people's whole records before disclosure",
     "consent": "explicit consent (002 NOTED EXCLUSIONS)",
     "anonymised": "the data is anonymised in line with the ICO code",
-    "exempt": "an exemption in 002 NOTED EXCLUSIONS lifts the opt-out",
+    "exempt": "an exemption lifts the opt-out (002 NOTED EXCLUSIONS, or the operational policy guidance)",
     "direct-care": "direct care is out of scope (002 DIRECT CARE)",
     "not-a-disclosure": "a processor acting on the controller's instructions is not a disclosure",
     "reasonably-expected": "an internal use patients would reasonably expect (002 INTERNAL ACTIVITIES)",
@@ -127,6 +149,11 @@ ALTERNATIVES = ("anonymised", "consent")
 
 @dataclass(frozen=True)
 class Exemption:
+    """A rule as data: one of 002's NOTED EXCLUSIONS (exemptions.yaml) or of the operational policy
+    guidance as published today (guidance.yaml): its words, where they come from, and the facts
+    under which it lifts the opt-out (``kind`` exemption) or adds a note (``kind`` note). Rules of
+    ``kind`` rule are applied by the code of this module and cited by id."""
+
     id: str
     wording: str
     clause: str
@@ -137,6 +164,42 @@ class Exemption:
     decided_by: str | None = None
     note: str | None = None
     see_also: tuple[str, ...] = ()
+    kind: str = "exemption"  # exemption | rule | note
+    guidance: tuple[tuple[str, str], ...] = ()  # (clause, words) in today's sources
+    held_by: str | None = None  # a function in bodies.yaml
+    when: tuple[Mapping[str, Any], ...] = ()  # notes: added when one alternative holds
+    text: str | None = None  # notes: what the note says
+
+    @property
+    def source(self) -> str:
+        """Where the rule's words are: the policy text or the public page."""
+        return policy_file(self.clause)
+
+
+def _words(value: Any) -> str | None:
+    return " ".join(str(value).split()) if value else None
+
+
+def _rule(item: Mapping[str, Any]) -> Exemption:
+    return Exemption(
+        id=item["id"],
+        wording=" ".join(str(item["wording"]).split()),
+        clause=item["clause"],
+        approval=item.get("approval"),
+        compliance=item.get("compliance") or "exempt",
+        identified_by=tuple(item.get("identified_by") or ()),
+        lifts_when=tuple(item.get("lifts_when") or ()),
+        decided_by=item.get("decided_by"),
+        note=_words(item.get("note")),
+        see_also=tuple(item.get("see_also") or ()),
+        kind=item.get("kind", "exemption"),
+        guidance=tuple(
+            (g["clause"], " ".join(str(g["wording"]).split())) for g in item.get("guidance") or ()
+        ),
+        held_by=item.get("held_by"),
+        when=tuple(item.get("when") or ()),
+        text=_words(item.get("text")),
+    )
 
 
 @cache
@@ -144,30 +207,38 @@ def exemptions() -> tuple[Exemption, ...]:
     """The 002 NOTED EXCLUSIONS, loaded from exemptions.yaml."""
     text = resources.files("optout.policy").joinpath("exemptions.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
-    out = []
-    for item in data["exemptions"]:
-        out.append(
-            Exemption(
-                id=item["id"],
-                wording=" ".join(str(item["wording"]).split()),
-                clause=item["clause"],
-                approval=item.get("approval"),
-                compliance=item["compliance"],
-                identified_by=tuple(item.get("identified_by") or ()),
-                lifts_when=tuple(item.get("lifts_when") or ()),
-                decided_by=item.get("decided_by"),
-                note=" ".join(str(item["note"]).split()) if item.get("note") else None,
-                see_also=tuple(item.get("see_also") or ()),
-            )
-        )
-    return tuple(out)
+    return tuple(_rule(item) for item in data["exemptions"])
+
+
+@cache
+def guidance_rules() -> tuple[Exemption, ...]:
+    """What the operational policy guidance (chapters 4-7) and today's public pages add (guidance.yaml)."""
+    return tuple(_rule(item) for item in guidance_data()["rules"])
+
+
+def all_rules() -> tuple[Exemption, ...]:
+    """Every rule as data: 002's exemptions first (a registered flow keeps its exemption id), then
+    the guidance's."""
+    return exemptions() + guidance_rules()
 
 
 def exemption(exemption_id: str) -> Exemption:
-    for ex in exemptions():
+    """A rule by id (002's exemptions and the guidance's rules)."""
+    for ex in all_rules():
         if ex.id == exemption_id:
             return ex
     raise KeyError(exemption_id)
+
+
+def _quote(words: str) -> str:
+    """Quoted words: '...', or "..." when they hold a single quote themselves."""
+    return f'"{words}"' if "'" in words else f"'{words}'"
+
+
+def _cite(rule_id: str, text: str | None = None, kind: str = "rule") -> Reason:
+    """A reason quoting a rule of guidance.yaml / exemptions.yaml by id."""
+    r = exemption(rule_id)
+    return Reason(text or _quote(r.wording), r.clause, kind=kind)
 
 
 # --- one part of a flow: a single purpose and a single legal basis --------------------------------
@@ -178,6 +249,7 @@ class _Part:
     flow: Flow
     purpose: str | None
     basis: str | None
+    today: date | None = None  # for naming today's holder of an exemption (never for the answer)
 
     def get(self, path: str) -> Any:
         if path == "purpose":
@@ -186,7 +258,10 @@ class _Part:
             return self.basis
         if path == "approvals":  # none listed = none (documented); compared without spaces/case
             return tuple(normalise_approval(a) for a in self.flow.approvals)
-        return self.flow.get(path)
+        value = self.flow.get(path)
+        if value is None:  # what the policy says not knowing means, where it says so (FactSpec.absent)
+            return FACT_SPECS[path].absent
+        return value
 
 
 @dataclass
@@ -196,6 +271,7 @@ class _Test:
     missing: list[str] = field(default_factory=list)
     exemption: str | None = None
     compliance: str | None = None
+    holder: bodies.Holder | None = None
 
 
 def _label(section: str, value: str) -> str:
@@ -207,6 +283,11 @@ def _match(part: _Part, path: str, expected: Any) -> bool | None:
     actual = part.get(path)
     if actual is None:
         return None
+    if isinstance(expected, Mapping) and "held_by" in expected:  # any holder, then or now
+        return bodies.held_by_any(actual, str(expected["held_by"]))
+    if isinstance(expected, Mapping) and ("after" in expected or "before" in expected):
+        after, before = expected.get("after"), expected.get("before")
+        return (after is None or actual > after) and (before is None or actual < before)
     options = expected["any_of"] if isinstance(expected, Mapping) else [expected]
     if path == "approvals":
         options = [normalise_approval(str(o)) for o in options]
@@ -235,6 +316,13 @@ def _describe_failure(part: _Part, conditions: Mapping[str, Any], failed: list[s
     bits = []
     for path in failed:
         expected = conditions[path]
+        if isinstance(expected, Mapping) and "held_by" in expected:
+            fn = bodies.function(str(expected["held_by"]))
+            bits.append(
+                f"{path} is {part.get(path)}, it needs the body that runs {fn.label} "
+                f"({bodies.history(fn)}; either name will do)"
+            )
+            continue
         want = " or ".join(map(str, expected["any_of"])) if isinstance(expected, Mapping) else str(expected)
         if path == "approvals":
             bits.append(f"the approvals listed do not include {want}")
@@ -266,7 +354,8 @@ def _scope(part: _Part) -> _Test:
                     "opt-out applies to data that originates within the health and adult social care "
                     "system in England.",
                     "002 SCOPE",
-                )
+                ),
+                _cite("health-and-adult-social-care-system"),
             ],
             compliance="out-of-scope",
         )
@@ -278,7 +367,8 @@ def _scope(part: _Part) -> _Test:
                     "The data does not originate in health or adult social care: the opt-out applies to "
                     "data that originates within the health and adult social care system in England.",
                     "002 SCOPE",
-                )
+                ),
+                _cite("childrens-social-care-not-covered"),
             ],
             compliance="out-of-scope",
         )
@@ -292,7 +382,13 @@ def _scope(part: _Part) -> _Test:
                     "body', and the opt-out covers people who use publicly-funded health and/or care "
                     "services (003).",
                     "002 SCOPE",
-                )
+                ),
+                _cite(
+                    "private-patients-at-private-providers",
+                    "Out of scope: '" + exemption("private-patients-at-private-providers").wording + "'. A "
+                    "private patient treated in an NHS organisation is in scope (origin.funding: "
+                    "private-in-nhs-setting).",
+                ),
             ],
             compliance="out-of-scope",
         )
@@ -303,16 +399,29 @@ def _scope(part: _Part) -> _Test:
     ]
     if missing:
         return _unknown(missing, "002 SCOPE", "whether the data is in scope")
-    funded = (
-        "funded by a public body" if funding == "public" else "funded by or under contract with a public body"
-    )
+    funded = {
+        "public": "funded by a public body",
+        "private-in-nhs-setting": "private care given in an NHS organisation or setting",
+    }.get(funding, "funded by or under contract with a public body")
     reasons = [
         Reason(
             f"The data originates in {_label('sectors', sector).lower()} in England, {funded}"
             ": in scope of the national data opt-out.",
             "002 SCOPE",
-        )
+        ),
+        _cite("health-and-adult-social-care-system"),
     ]
+    if funding == "private-in-nhs-setting":
+        reasons.append(
+            _cite(
+                "private-patients-in-nhs-organisations",
+                "In scope: '" + exemption("private-patients-in-nhs-organisations").wording + "'; the "
+                "opt-out covers 'private care given in NHS settings' (Understanding the national data "
+                "opt-out). 002 counted only publicly funded care.",
+            )
+        )
+    elif funding == "publicly-contracted":
+        reasons.append(_cite("publicly-arranged-care-at-private-providers", kind="note"))
     if sector == "adult-social-care":
         reasons.append(
             Reason("Regulated adult social care providers in England must comply with the opt-out.", "003")
@@ -407,7 +516,10 @@ def _direct_care(part: _Part) -> _Test:
             )
             clause = "000"
         elif family == "named":
-            text = f"{label} is not direct care; 002 NOTED EXCLUSIONS may still lift the opt-out (below)."
+            text = (
+                f"{label} is not direct care; an exemption (002 NOTED EXCLUSIONS, the operational "
+                "policy guidance) may still lift the opt-out (below)."
+            )
             clause = "002 NOT DIRECT CARE"
         else:
             text = (
@@ -553,8 +665,8 @@ def _exemptions(part: _Part) -> _Test:
     near: list[Reason] = []
     lifting: list[Exemption] = []
     unknown: list[tuple[Exemption, list[str]]] = []
-    for ex in exemptions():
-        if ex.decided_by == "rule":
+    for ex in all_rules():
+        if ex.kind != "exemption" or ex.decided_by == "rule":
             continue
         best_unknown: list[str] | None = None
         lifted = False
@@ -588,10 +700,20 @@ def _exemptions(part: _Part) -> _Test:
         reasons = [
             Reason(f"Exemption {first.id}{approval}: '{first.wording}'", first.clause, kind="exemption")
         ]
+        reasons.extend(Reason(_quote(words), clause, kind="exemption") for clause, words in first.guidance)
+        holder = None
+        if first.held_by:
+            holder = bodies.holder(
+                first.held_by,
+                named=part.get("recipient.type"),
+                disclosure_date=part.get("disclosure_date"),
+                today=part.today,
+            )
+            reasons.append(Reason(holder.explain(), holder.source or first.clause))
         reasons.extend(
             Reason(f"Exemption {ex.id} would also lift it.", ex.clause, kind="note") for ex in others
         )
-        return _Test(LIFTS, reasons, exemption=first.id, compliance=first.compliance)
+        return _Test(LIFTS, reasons, exemption=first.id, compliance=first.compliance, holder=holder)
     if unknown:
         missing: list[str] = []
         reasons = []
@@ -610,9 +732,19 @@ def _exemptions(part: _Part) -> _Test:
     if basis == "s251":
         reasons.append(
             Reason(
-                "Section 251 support sets aside the duty of confidentiality but does not lift the opt-out: "
-                "only the approvals named in 002 NOTED EXCLUSIONS do.",
+                "Section 251 support sets aside the duty of confidentiality but does not by itself lift "
+                "the opt-out: only the approvals named in 002 NOTED EXCLUSIONS do, or CAG's advice for "
+                "this flow (below).",
                 "002 NOTED EXCLUSIONS",
+            )
+        )
+        reasons.append(
+            _cite(
+                "s251-standard-condition",
+                f"{_quote(exemption('s251-standard-condition').wording)} (that patients' wishes are "
+                "respected): the opt-out applies unless the s251 approval letter or CAG's published "
+                "minutes say it does not apply to this flow (s251.opt_out_exception: true, once you have "
+                "seen it in writing).",
             )
         )
     elif basis == "implied-consent":
@@ -622,7 +754,13 @@ def _exemptions(part: _Part) -> _Test:
                 "002 NOTED EXCLUSIONS",
             )
         )
-    reasons.append(Reason("No exemption in 002 NOTED EXCLUSIONS covers this flow.", "002 NOTED EXCLUSIONS"))
+    reasons.append(
+        Reason(
+            "No exemption covers this flow (002 NOTED EXCLUSIONS; the operational policy guidance, "
+            "chapters 5-7).",
+            "002 NOTED EXCLUSIONS",
+        )
+    )
     return _Test(HOLDS, reasons)
 
 
@@ -768,7 +906,13 @@ def _assess_part(part: _Part) -> Decision:
                 chain.extend(x for x in r.reasons if x.kind != "missing")
                 if r is result:
                     break
-            return Decision(DOES_NOT_APPLY, chain, exemption=result.exemption, compliance=result.compliance)
+            return Decision(
+                DOES_NOT_APPLY,
+                chain,
+                exemption=result.exemption,
+                compliance=result.compliance,
+                holder=result.holder,
+            )
     reasons = [x for r in results for x in r.reasons]
     missing = [m for r in results for m in r.missing]
     if missing:
@@ -785,13 +929,17 @@ def _part_label(purpose: str | None, basis: str | None) -> str:
     return f"{purpose or 'purpose unknown'} under {basis or 'an unknown legal basis'}"
 
 
-def assess(flow: Flow | Mapping[str, Any]) -> Decision:
-    """Decide whether the national data opt-out applies to a flow, citing each clause."""
+def assess(flow: Flow | Mapping[str, Any], *, today: date | None = None) -> Decision:
+    """Decide whether the national data opt-out applies to a flow, citing each clause.
+
+    ``today`` (default: the date today) only names who holds an exemption now; it never changes
+    the answer. The decision records the rules version and the sources its reasons cite.
+    """
     if not isinstance(flow, Flow):
         flow = Flow.from_mapping(flow)
     purposes: tuple[str | None, ...] = flow.purposes or (None,)
     bases: tuple[str | None, ...] = flow.legal_bases or (None,)
-    parts = [_Part(flow, p, b) for p, b in itertools.product(purposes, bases)]
+    parts = [_Part(flow, p, b, today) for p, b in itertools.product(purposes, bases)]
     subs = [(part, _assess_part(part)) for part in parts]
     decision = subs[0][1] if len(subs) == 1 else _combine(subs)
     if decision.outcome == APPLIES:
@@ -799,9 +947,37 @@ def assess(flow: Flow | Mapping[str, Any]) -> Decision:
         decision.reasons.extend(r for r in _applies_notes(flow) if (r.clause, r.text) not in seen)
     elif decision.outcome == DOES_NOT_APPLY:
         decision.reasons.extend(r for r in _onward_notes(flow) if r.kind != "note")
+    seen = {(r.clause, r.text) for r in decision.reasons}
+    decision.reasons.extend(r for r in _guidance_notes(parts, decision) if (r.clause, r.text) not in seen)
     decision.flow = flow.name
     decision.facts_sha256 = flow.facts_sha256
     return decision
+
+
+def _guidance_notes(parts: list[_Part], decision: Decision) -> list[Reason]:
+    """Notes of guidance.yaml whose facts hold for some part, and a recipient named by a body that
+    no longer existed at the disclosure date (or today)."""
+    notes = []
+    for rule in all_rules():
+        if rule.kind != "note":
+            continue
+        if any(_all(part, cond)[0] is True for part in parts for cond in rule.when):
+            notes.append(Reason(f"{rule.text} {_quote(rule.wording)}", rule.clause, kind="note"))
+    part = parts[0]
+    named = part.get("recipient.type")
+    on = part.get("disclosure_date") or part.today or date.today()
+    body = bodies.gone(named, on)
+    explained = decision.holder is not None and decision.holder.named == named
+    if body is not None and body.end is not None and not explained:
+        when = "did not exist on the disclosure date" if part.get("disclosure_date") else "no longer exists"
+        moved = f"; {body.moved}" if body.moved else ""
+        text = (
+            f"The flow names {body.name}, which {when}: it ended on {bodies.long_date(body.end)}{moved}. "
+            "Name the body that receives the data now (a rule tied to a function gives the same answer "
+            "under either name)."
+        )
+        notes.append(Reason(text, body.source or "002 NOTED EXCLUSIONS", kind="note"))
+    return notes
 
 
 def _combine(subs: list[tuple[_Part, Decision]]) -> Decision:
@@ -883,4 +1059,5 @@ def _combine(subs: list[tuple[_Part, Decision]]) -> Decision:
         reasons,
         exemption=first.exemption,
         compliance=compliances[0] if len(compliances) == 1 else "+".join(compliances),
+        holder=next((d.holder for _, d in lifted if d.holder is not None), None),
     )
