@@ -65,6 +65,7 @@ flows = sa.Table(
     sa.Column("facts_sha256", sa.String(64)),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("rules_version", sa.String(64)),  # the rules the decision was made under (migration 0003)
 )
 
 flow_versions = sa.Table(
@@ -77,6 +78,7 @@ flow_versions = sa.Table(
     sa.Column("facts_sha256", sa.String(64)),
     sa.Column("changed_at", sa.String(40), nullable=False),
     sa.Column("changed_by", sa.Text),
+    sa.Column("rules_version", sa.String(64)),
 )
 
 # --- releases and disclosures --------------------------------------------------------------------

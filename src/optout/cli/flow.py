@@ -86,12 +86,22 @@ def _decision_dict(decision: Any) -> Any:
 @flow_app.command("list")
 def list_cmd(
     overdue: bool = typer.Option(False, "--overdue", help="Only flows whose review date has passed."),
+    reassess: bool = typer.Option(
+        False,
+        "--reassess",
+        help="Only flows whose answer would change under the current rules (the operational policy "
+        "guidance, successor bodies), with the reason. Nothing is changed: record a new answer with "
+        "`optout flow edit ID --reassess`.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List registered flows: decision, how each complies, recipient, review date (overdue flagged)."""
     from optout.policy.register import list_flows
     from optout.store import open_store
 
+    if reassess:
+        _list_reassessed(open_store(), overdue=overdue, as_json=as_json)
+        return
     recs = list_flows(open_store())
     if overdue:
         recs = [r for r in recs if r.review_overdue()]
@@ -120,6 +130,35 @@ def list_cmd(
     late = sum(1 for r in recs if r.review_overdue())
     if late:
         typer.echo(f"{late} flow(s) overdue for review: look at them with `optout flow show ID`")
+
+
+def _list_reassessed(store: Any, *, overdue: bool, as_json: bool) -> None:
+    from optout.policy import rules_version
+    from optout.policy.register import describe_reassessment, get_flow, reassess_all
+
+    every = reassess_all(store)
+    if overdue:
+        every = [r for r in every if get_flow(store, r.flow_id).review_overdue()]
+    changed = [r for r in every if r.changed]
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in changed], indent=2, default=str))
+        return
+    older = sum(1 for r in every if r.older_rules and not r.changed)
+    if not changed:
+        typer.echo(
+            f"no registered flow would get a different answer under the current rules ({rules_version()})"
+            + (f"; {older} flow(s) were decided under older rules with the same answer" if older else "")
+        )
+        return
+    typer.echo(
+        f"{len(changed)} flow(s) would get a different answer under the current rules ({rules_version()}):"
+    )
+    for r in changed:
+        typer.echo("")
+        typer.echo("  " + describe_reassessment(r))
+        typer.echo(f"  record it: optout flow edit {r.flow_id} --reassess")
+    if older:
+        typer.echo(f"\n{older} other flow(s) were decided under older rules with the same answer.")
 
 
 @flow_app.command("show")
@@ -178,7 +217,11 @@ def show_cmd(
     typer.echo(
         f"review date: {rec.review_date}" + (" (OVERDUE: review the flow)" if rec.review_overdue() else "")
     )
-    typer.echo("decision: " + _decision_text(rec.decision, rec.compliance, rec.exemption))
+    typer.echo(
+        "decision: "
+        + _decision_text(rec.decision, rec.compliance, rec.exemption)
+        + f" (rules {rec.rules_version or '1'})"
+    )
     if decision is not None:
         for line in _reasons(decision):
             typer.echo(f"  - {line}")
@@ -187,8 +230,8 @@ def show_cmd(
             typer.echo("  missing facts: " + ", ".join(missing))
         if getattr(decision, "outcome", rec.decision) != rec.decision:
             typer.echo(
-                f"  note: assessed today the answer is {decision.outcome} (the policy data changed); "
-                f"record it with `optout flow edit {rec.id} --reassess`"
+                f"  note: assessed today (rules {decision.rules_version}) the answer is {decision.outcome} "
+                f"(the policy data changed); record it with `optout flow edit {rec.id} --reassess`"
             )
     else:
         typer.echo(f"  cannot assess the stored facts today: {problem}")

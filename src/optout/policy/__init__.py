@@ -10,8 +10,13 @@
 
 The rules follow the policy texts: 002 (scope, direct care, processors, internal activities,
 NOTED EXCLUSIONS), 003 (adult social care), 001 §8 (whole-record removal, NHS number, timing,
-onward sharing) and 000 (registries). The exemptions are data (``exemptions.yaml``), as are the
-words a flow file may use (``vocabulary.yaml``).
+onward sharing) and 000 (registries); and the policy as published today: chapters 4-7 of the
+operational policy guidance and the pages beside it (``guidance.yaml``, each rule with its page and
+section), with the bodies that hold an exemption over time (``bodies.yaml``: PHE, NHS Digital and
+CCGs and their successors). The exemptions are data (``exemptions.yaml``), as are the words a flow
+file may use (``vocabulary.yaml``). ``decision.rules_version`` and ``decision.sources`` say which
+rules and documents decided; :func:`optout.policy.register.reassess_all` lists registered flows
+the current rules would answer differently.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from optout.policy.rules import (
     Reason,
     assess,
     exemptions,
+    guidance_rules,
 )
+from optout.policy.sources import rules_version
 
 __all__ = [
     "APPLIES",
@@ -46,7 +53,9 @@ __all__ = [
     "Reason",
     "assess",
     "exemptions",
+    "guidance_rules",
     "load_flow",
     "parse_flow_text",
+    "rules_version",
     "vocabulary",
 ]

@@ -10,6 +10,13 @@ Every change makes a new version (``flow_versions``: the facts, the decision, wh
 an audit entry (``flow.added`` / ``flow.edited``). Nothing is updated in place without a trace:
 ``flows`` holds the current version, ``flow_versions`` all of them.
 
+Each decision records the rules it was made under (``rules_version``: the human version and a
+hash of the policy data, see :mod:`optout.policy.sources`). When the rules change (a new version
+of the operational policy guidance, a successor body), :func:`reassess_all` assesses every
+registered flow's facts again and says which would now get a different answer, and why
+(``optout flow list --reassess``; the web dashboard calls the same function). Nothing is changed
+by it: ``optout flow edit ID --reassess`` records the new decision as a new version.
+
 A release made for a flow records the flow's version; if the flow changes afterwards, the
 release no longer describes what was assessed and ``optout release disclose`` refuses it (see
 :mod:`optout.release.lifecycle`).
@@ -45,15 +52,19 @@ __all__ = [
     "DEFAULT_REVIEW_DAYS",
     "FlowRecord",
     "FlowVersion",
+    "Reassessment",
     "add_flow",
     "assess_record",
     "changed_keys",
+    "changed_under_current_rules",
+    "describe_reassessment",
     "edit_flow",
     "flow_for_release",
     "get_flow",
     "history",
     "list_flows",
     "parse_assignments",
+    "reassess_all",
 ]
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -72,6 +83,7 @@ class FlowVersion:
     facts_sha256: str | None
     changed_at: str
     changed_by: str | None
+    rules_version: str | None = None  # the rules the decision was made under
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,7 @@ class FlowRecord:
     facts_sha256: str | None
     created_at: str
     updated_at: str
+    rules_version: str | None = None  # the rules the stored decision was made under ("1": before 0003)
 
     def review_overdue(self, now: datetime | None = None) -> bool:
         if not self.review_date:
@@ -230,6 +243,7 @@ def _record(row: Any) -> FlowRecord:
         facts_sha256=row.facts_sha256,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        rules_version=row.rules_version,
     )
 
 
@@ -279,6 +293,7 @@ def history(store: Store, flow_id: str) -> list[FlowVersion]:
             r.facts_sha256,
             r.changed_at,
             None if r.changed_by is None else mask(r.changed_by),
+            r.rules_version,
         )
         for r in rows
     ]
@@ -323,6 +338,7 @@ def _columns(flow: Any, decision: Any, now: datetime) -> dict[str, Any]:
         "compliance": getattr(decision, "compliance", None),
         "exemption": getattr(decision, "exemption", None),
         "review_date": review_text,
+        "rules_version": getattr(decision, "rules_version", None),
     }
 
 
@@ -340,6 +356,8 @@ def _audit_details(
         "recipient": cols["recipient"],
         "review_date": cols["review_date"],
         "facts_sha256": sha,
+        "rules_version": cols["rules_version"],
+        "sources": [str(src.get("location")) for src in getattr(decision, "sources", None) or []],
         **extra,
     }
 
@@ -397,6 +415,7 @@ def add_flow(
                     facts_sha256=sha,
                     changed_at=stamp,
                     changed_by=who,
+                    rules_version=cols["rules_version"],
                 )
             )
     except sa.exc.IntegrityError:
@@ -497,10 +516,11 @@ def edit_flow(
     cols = _columns(flow, decision, t)
     keys = changed_keys(_stored_facts(store, flow_id), doc)  # a masked old value counts as changed
     sha = _sha256(doc)
-    same_decision = (cols["decision"], cols["compliance"], cols["exemption"]) == (
+    same_decision = (cols["decision"], cols["compliance"], cols["exemption"], cols["rules_version"]) == (
         current.decision,
         current.compliance,
         current.exemption,
+        current.rules_version,
     )
     if sha == current.facts_sha256:
         if same_decision:
@@ -529,6 +549,7 @@ def edit_flow(
                 facts_sha256=sha,
                 changed_at=stamp,
                 changed_by=who,
+                rules_version=cols["rules_version"],
             )
         )
     audit.record(
@@ -540,6 +561,159 @@ def edit_flow(
         details=_audit_details(version, cols, decision, sha, changed=keys, previous_version=current.version),
     )
     return get_flow(store, flow_id), decision, keys
+
+
+# --- the register under the current rules ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reassessment:
+    """A registered flow's stored decision beside the decision of the current rules on its facts."""
+
+    flow_id: str
+    name: str
+    version: int
+    stored_decision: str | None
+    stored_compliance: str | None
+    stored_exemption: str | None
+    stored_rules_version: str | None  # None: recorded before rules were versioned ("1")
+    decision: str | None  # None when the stored facts cannot be read under the current rules
+    compliance: str | None
+    exemption: str | None
+    rules_version: str
+    reason: str  # why the answer is what it is now (or why it could not be assessed), with the clause
+    clauses: tuple[str, ...] = ()
+    holder: dict[str, Any] | None = None  # who holds the lifting exemption's function today
+    error: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Would the current rules give this flow a different answer?"""
+        return self.error is not None or (self.decision, self.compliance, self.exemption) != (
+            self.stored_decision,
+            self.stored_compliance,
+            self.stored_exemption,
+        )
+
+    @property
+    def older_rules(self) -> bool:
+        """Was the stored decision made under other rules than the current ones?"""
+        return (self.stored_rules_version or "1") != self.rules_version
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["clauses"] = list(self.clauses)
+        d["changed"] = self.changed
+        d["older_rules"] = self.older_rules
+        return d
+
+
+def _answer(decision: str | None, compliance: str | None, exemption: str | None) -> str:
+    text = decision or "no decision"
+    if compliance and compliance != "opt-out-applied":
+        text += f" ({compliance}" + (f": {exemption}" if exemption else "") + ")"
+    return text
+
+
+def _decisive(decision: Any) -> tuple[str, tuple[str, ...]]:
+    """The reason(s) that decide: the exemption that lifts the opt-out and who holds it, the near
+    miss of an exemption that does not, or the facts still needed."""
+    reasons = list(getattr(decision, "reasons", None) or [])
+    outcome = getattr(decision, "outcome", None)
+    picked: list[Any] = []
+    if outcome == "does-not-apply":
+        picked = [r for r in reasons if r.kind == "exemption"][:1]
+        holder = getattr(decision, "holder", None)
+        if holder is not None:
+            picked += [r for r in reasons if r.text == holder.explain()][:1]
+        if not picked:
+            picked = [r for r in reasons if r.kind == "rule"][-1:]
+    elif outcome == "applies":
+        picked = [r for r in reasons if r.kind == "near-miss"][:1] or [
+            r for r in reasons if r.kind == "rule"
+        ][-1:]
+    elif outcome == "cannot-decide":
+        missing = ", ".join(getattr(decision, "missing", None) or [])
+        return f"facts needed: {missing}", tuple(
+            dict.fromkeys(r.clause for r in reasons if r.kind == "missing")
+        )
+    text = " ".join(f"[{r.clause}] {r.text}" for r in picked)
+    return text, tuple(dict.fromkeys(r.clause for r in picked))
+
+
+def reassess_all(store: Store, *, today: date | None = None) -> list[Reassessment]:
+    """Assess every registered flow's stored facts with the current rules (nothing is written).
+
+    One :class:`Reassessment` per flow, in id order: the stored answer and rules version, today's
+    answer and rules version, and the reason for today's answer. ``changed`` says whether the
+    answer differs (or the facts no longer read under the current vocabulary: ``error``). The web
+    dashboard and ``optout flow list --reassess`` both use this; record a new answer with
+    ``optout flow edit ID --reassess``.
+    """
+    policy = _policy()
+    version = policy.rules_version()
+    out = []
+    for rec in list_flows(store):
+        try:
+            flow = _flow_from_mapping(rec.facts, f"flow {rec.id}")
+            decision = policy.assess(flow, today=today) if today is not None else policy.assess(flow)
+        except OptoutError as exc:  # the stored facts use words the current vocabulary lacks
+            out.append(
+                Reassessment(
+                    rec.id,
+                    rec.name,
+                    rec.version,
+                    rec.decision,
+                    rec.compliance,
+                    rec.exemption,
+                    rec.rules_version,
+                    None,
+                    None,
+                    None,
+                    version,
+                    reason="the stored facts cannot be read under the current rules: "
+                    + mask(exc.message)
+                    + (f" ({mask(exc.hint)})" if exc.hint else ""),
+                    error=mask(exc.message),
+                )
+            )
+            continue
+        reason, clauses = _decisive(decision)
+        holder = decision.holder.to_dict() if decision.holder is not None else None
+        out.append(
+            Reassessment(
+                rec.id,
+                rec.name,
+                rec.version,
+                rec.decision,
+                rec.compliance,
+                rec.exemption,
+                rec.rules_version,
+                decision.outcome,
+                decision.compliance,
+                decision.exemption,
+                decision.rules_version,
+                reason=mask(reason),
+                clauses=clauses,
+                holder=holder,
+            )
+        )
+    return out
+
+
+def changed_under_current_rules(store: Store, *, today: date | None = None) -> list[Reassessment]:
+    """The registered flows whose stored answer differs from the current rules' answer."""
+    return [r for r in reassess_all(store, today=today) if r.changed]
+
+
+def describe_reassessment(r: Reassessment) -> str:
+    """One paragraph for a person: what was recorded, what the rules say now, and why."""
+    was = _answer(r.stored_decision, r.stored_compliance, r.stored_exemption)
+    now = _answer(r.decision, r.compliance, r.exemption) if r.error is None else "cannot be assessed"
+    return (
+        f"{r.flow_id} (v{r.version}, {r.name}): recorded {was} under rules {r.stored_rules_version or '1'}; "
+        f"under rules {r.rules_version}: {now}. Why: {r.reason}"
+    )
 
 
 # --- releases tied to a flow -------------------------------------------------------------------
