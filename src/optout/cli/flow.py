@@ -44,7 +44,11 @@ def _reasons(decision: Any) -> list[str]:
 
 def _print_saved(rec: Any, decision: Any, verb: str) -> None:
     typer.echo(f"{verb} flow {rec.id} (version {rec.version}): {rec.name}")
-    typer.echo("decision: " + _decision_text(rec.decision, rec.compliance, rec.exemption))
+    typer.echo(
+        "decision: "
+        + _decision_text(rec.decision, rec.compliance, rec.exemption)
+        + f" (rules {rec.rules_version or '1'})"
+    )
     for line in _reasons(decision):
         typer.echo(f"  - {line}")
     missing = list(getattr(decision, "missing", None) or [])
