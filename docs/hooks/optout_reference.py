@@ -1,13 +1,16 @@
 """MkDocs hook: the reference pages that are generated from the code, so they cannot drift.
 
-Three markers are replaced when the site is built (``make docs``):
+Four markers are replaced when the site is built (``make docs``):
 
 - ``<!-- optout:cli-reference -->`` in ``reference/cli.md``: every command of the Typer app
   (``optout.cli.app``), its ``--help`` exactly as the command line prints it, and the role guides
   that describe it (found by searching ``guides/*.md`` for ``optout <command>``);
 - ``<!-- optout:exit-codes -->`` in ``reference/exit-codes.md``: ``optout.errors.EXIT_CODES``;
 - ``<!-- optout:python-api -->`` in ``reference/python-api.md``: every name in ``optout.__all__``
-  with its signature and the first paragraph of its docstring.
+  with its signature and the first paragraph of its docstring;
+- ``<!-- optout:policy-sources -->`` in ``reference/policy-sources.md``: where each rule comes from
+  (``optout.policy.provenance``: the sources, every rule with its clause and quoted words, the
+  bodies that hold an exemption over time, and what has not been read yet).
 
 A new command, exit code or public name therefore appears in the site by itself. A page that lost
 its marker fails the build. The functions are plain so that tests can call them too.
@@ -27,6 +30,7 @@ MARKERS = {
     "reference/cli.md": "<!-- optout:cli-reference -->",
     "reference/exit-codes.md": "<!-- optout:exit-codes -->",
     "reference/python-api.md": "<!-- optout:python-api -->",
+    "reference/policy-sources.md": "<!-- optout:policy-sources -->",
 }
 
 
@@ -235,7 +239,16 @@ RENDERERS = {
     "reference/cli.md": lambda docs_dir: render_cli_reference(docs_dir),
     "reference/exit-codes.md": lambda docs_dir: render_exit_codes(),
     "reference/python-api.md": lambda docs_dir: render_python_api(),
+    "reference/policy-sources.md": lambda docs_dir: render_policy_sources(),
 }
+
+
+def render_policy_sources() -> str:
+    """Every rule with its clause, quoted words and sources, from the policy data files."""
+    from optout.policy.provenance import page
+
+    body = page().split("\n", 1)[1]  # the page's own H1 is the Markdown file's
+    return body.lstrip("\n")
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:

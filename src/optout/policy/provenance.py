@@ -1,7 +1,7 @@
 """Where each rule comes from: a page generated from the policy data, so it cannot drift.
 
 ``page()`` returns Markdown: the rules version; every source (policy text or public page) with what
-the corpus held of it; every rule of ``exemptions.yaml`` and ``guidance.yaml`` with its clause,
+what was read of it; every rule of ``exemptions.yaml`` and ``guidance.yaml`` with its clause,
 the words quoted and the page; the bodies that hold an exemption over time; and the sections of
 the operational policy guidance that could not be read, with the rule that covers the ground.
 The docs site can include it (``python -m optout.policy.provenance > where-rules-come-from.md``).
@@ -57,7 +57,7 @@ def page() -> str:
         "",
         "## Sources",
         "",
-        "| id | document | status | what the corpus held |",
+        "| id | document | status | what was read |",
         "|---|---|---|---|",
     ]
     for src in sources():
@@ -94,9 +94,9 @@ def page() -> str:
         out.append(f"| {_cell(fn.label)} | {_cell(bodies.history(fn))} | {srcs} |")
     out += [
         "",
-        "## Not found in the corpus",
+        "## Not yet read",
         "",
-        "These sections of the guidance could not be read; nothing of them is quoted. The rule named "
+        "These sections of the guidance have not been read; nothing of them is quoted. The rule named "
         "covers the ground meanwhile: read the page before relying on the tool there.",
         "",
         "| section | what it holds | covered by |",

@@ -43,7 +43,7 @@ _POLICY_TITLES = {
     "003": "Digital Social Care: the opt-out for adult social care providers (2021)",
 }
 
-FOUND, PARTIAL, NOT_FOUND = "found", "partial", "not-found-in-corpus"
+FOUND, PARTIAL, NOT_FOUND = "found", "partial", "not-read"
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,9 @@ class Source:
     title: str
     file: str | None = None  # a policy text in ../shared/policy/
     url: str | None = None  # a public page
-    status: str = FOUND  # found | partial | secondary | not-found-in-corpus
-    found: str = ""  # for a partial copy: which sections the corpus holds
-    found_at: str | None = None  # where the corpus holds a mirror of url
+    status: str = FOUND  # found | partial | secondary | not-read
+    found: str = ""  # for a partial copy: which sections were read
+    found_at: str | None = None  # where a mirror of url was read
     note: str = ""
 
     @property
