@@ -10,7 +10,24 @@ hypothesis properties in tests/generative/):
 
 - scalar: ``parse(value, chi=False) -> Parsed`` for single values and error messages;
 - vectorised NumPy/Arrow: ``validate_int_array`` / ``parse_array`` for whole columns;
-- SQL (DuckDB): ``sql_normalised`` / ``sql_reason`` for the release engine.
+- SQL (DuckDB): ``sql_normalised`` / ``sql_reason`` for the release engine (and
+  ``sql_check_reason``, the checks after the form, for its fast path).
+
+The checks, in order (the first that fails is the reason): missing; not digits; not a whole
+number; wrong length (10 digits, or 9 restored to 10 with ``chi=True``); Modulus 11 (bad check
+digit); then, for numbers in the Scottish CHI range only, the date of birth (bad CHI date).
+
+CHI dates. A CHI number (010 100 0000 - 311 299 9999) begins with the holder's date of birth
+DDMMYY, so one whose first six digits are not a real date was never issued ("bad CHI date"), even
+when it passes Modulus 11. A real date: MM 01-12 and DD 01 up to the days of that month; 29/02
+whenever YY is divisible by 4. The year has two digits and no century, and a false rejection
+would withhold a real person's record, so 29/02/00 is accepted although 1900 (unlike 2000) was
+not a leap year. The UK FCI ``nhs-number`` package reads the date with ``strptime("%d%m%y")``
+(00-68 -> 20YY, 69-99 -> 19YY), which accepts exactly the same dates. Modulus 11 is checked
+before the date: a number that fails both is "bad check digit" (its digits are corrupt, so the
+date they spell means nothing), and every single-digit error or adjacent transposition is still
+reported as "bad check digit". Numbers outside the CHI range (9xx test numbers, England, Northern
+Ireland, and the unallocated 010 000 0000 - 010 099 9999) have no date to check.
 
 Nothing here logs or prints a number. ``NHSNumber.__repr__`` masks the value so that a number
 cannot leak into a traceback or log line by accident.
@@ -44,6 +61,7 @@ __all__ = [
     "range_codes",
     "sorted_unique",
     "sql_check",
+    "sql_check_reason",
     "sql_normalised",
     "sql_reason",
     "synthetic",
@@ -54,6 +72,11 @@ _WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 _LOW = 1_000_000_000  # smallest 10-digit integer
 _HIGH = 10_000_000_000
 _CHI_LOW = 100_000_000  # a 9-digit integer: a CHI number that lost its leading zero
+_CHI_FIRST = 101_000_000  # 010 100 0000: the Scottish CHI range (first six digits DDMMYY)
+_CHI_LAST = 3_112_999_999  # 311 299 9999
+# Days in month MM (1-12; index 0 is no month): February 29, which is a date only when YY is
+# divisible by 4 (see the module docstring).
+_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # Whitespace trimmed from both ends of a text value: ASCII whitespace and the no-break space that
 # spreadsheets and web pages leave behind. The same set in Python, Arrow and SQL (so they agree).
 _WS = " \t\n\r\x0b\x0c\xa0"
@@ -66,7 +89,11 @@ _EXCEL = re.compile(_EXCEL_RE)
 
 
 class Reason(enum.IntEnum):
-    """Why a value is not a usable NHS number. Codes are stable (stored in reports)."""
+    """Why a value is not a usable NHS number. Codes are stable (stored in reports).
+
+    ``BAD_CHI_DATE``: in the Scottish CHI range, passes Modulus 11, but its first six digits are
+    not a real date of birth DDMMYY.
+    """
 
     VALID = 0
     MISSING = 1
@@ -74,6 +101,7 @@ class Reason(enum.IntEnum):
     WRONG_LENGTH = 3
     BAD_CHECK_DIGIT = 4
     NOT_INTEGER = 5
+    BAD_CHI_DATE = 6
 
     @property
     def label(self) -> str:
@@ -87,6 +115,7 @@ _REASON_LABELS = {
     Reason.WRONG_LENGTH: "wrong length",
     Reason.BAD_CHECK_DIGIT: "bad check digit",
     Reason.NOT_INTEGER: "not a whole number",
+    Reason.BAD_CHI_DATE: "bad CHI date",
 }
 
 
@@ -119,11 +148,24 @@ def check_digit(first_nine: int) -> int | None:
     return c
 
 
-def _valid_int(n: int) -> bool:
-    if n < 0 or n >= _HIGH:
+def _chi_date_ok(n: int) -> bool:
+    """A number in the CHI range: are its first six digits a real date DDMMYY?"""
+    dd, rest = divmod(n, 100_000_000)
+    mm, rest = divmod(rest, 1_000_000)
+    yy = rest // 10_000
+    if not 1 <= mm <= 12 or not 1 <= dd <= _MONTH_DAYS[mm]:
         return False
+    return not (mm == 2 and dd == 29 and yy % 4 != 0)
+
+
+def _checked(n: int) -> Parsed:
+    """A number of the right form (0 <= n < 10**10): Modulus 11, then the CHI date."""
     q, last = divmod(n, 10)
-    return check_digit(q) == last
+    if check_digit(q) != last:
+        return Parsed(None, Reason.BAD_CHECK_DIGIT)
+    if _CHI_FIRST <= n <= _CHI_LAST and not _chi_date_ok(n):
+        return Parsed(None, Reason.BAD_CHI_DATE)
+    return Parsed(n, Reason.VALID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,22 +185,15 @@ def _parse_digits(text: str, chi: bool) -> Parsed:
         text = "0" + text
     if len(text) != 10:
         return Parsed(None, Reason.WRONG_LENGTH)
-    n = int(text)
-    if not _valid_int(n):
-        return Parsed(None, Reason.BAD_CHECK_DIGIT)
-    return Parsed(n, Reason.VALID)
+    return _checked(int(text))
 
 
 def _parse_int(n: int, chi: bool) -> Parsed:
     if n < 0:
         return Parsed(None, Reason.NOT_DIGITS)
-    if chi and _CHI_LOW <= n < _LOW:
-        return Parsed(n if _valid_int(n) else None, Reason.VALID if _valid_int(n) else Reason.BAD_CHECK_DIGIT)
-    if not _LOW <= n < _HIGH:
+    if not (_CHI_LOW if chi else _LOW) <= n < _HIGH:
         return Parsed(None, Reason.WRONG_LENGTH)
-    if not _valid_int(n):
-        return Parsed(None, Reason.BAD_CHECK_DIGIT)
-    return Parsed(n, Reason.VALID)
+    return _checked(n)
 
 
 def parse(value: Any, *, chi: bool = False) -> Parsed:
@@ -167,7 +202,8 @@ def parse(value: Any, *, chi: bool = False) -> Parsed:
     Accepted spellings: ``9434765919``, ``943 476 5919``, ``943-476-5919``, surrounding spaces,
     integers, floats that are exactly whole (a numeric spreadsheet column), Excel's scientific
     notation ``9.434765919E+09`` when it is exactly a whole number. With ``chi=True`` (the column
-    is declared to hold Scottish CHI numbers) a 9-digit value gets its leading zero back.
+    is declared to hold Scottish CHI numbers) a 9-digit value gets its leading zero back. A number
+    in the CHI range must also begin with a real date (``Reason.BAD_CHI_DATE``; module docstring).
     """
     if value is None:
         return Parsed(None, Reason.MISSING)
@@ -218,7 +254,7 @@ def format_number(n: int, *, spaced: bool = False) -> str:
 
 def classify_range(n: int) -> Range:
     prefix = n // 10_000_000  # first three digits
-    if 101_000_000 <= n <= 3_112_999_999:
+    if _CHI_FIRST <= n <= _CHI_LAST:
         return Range.SCOTLAND_CHI
     if 320 <= prefix <= 399:
         return Range.NORTHERN_IRELAND
@@ -279,6 +315,30 @@ def _checksum_ok(x: np.ndarray) -> np.ndarray:
     return c == cd
 
 
+_MONTH_DAYS_NP = np.zeros(100, dtype=np.int64)
+_MONTH_DAYS_NP[: len(_MONTH_DAYS)] = _MONTH_DAYS
+
+
+def _bad_chi_dates(x: np.ndarray) -> np.ndarray:
+    """Mask: in the CHI range and the first six digits are not a real date DDMMYY.
+
+    The date is worked out only for the values in the range, and a chunk whose smallest value is
+    above it (English and test numbers) costs one pass of ``min``."""
+    out = np.zeros(x.shape, dtype=bool)
+    if x.size == 0 or x.min() > _CHI_LAST:
+        return out
+    in_range = (x - _CHI_FIRST).view(np.uint64) <= _CHI_LAST - _CHI_FIRST  # negatives wrap: out
+    if not in_range.any():
+        return out
+    idx = np.flatnonzero(in_range)
+    v = x[idx] // 10_000  # DDMMYY
+    dd = v // 10_000
+    mm = (v // 100) % 100
+    ok = (dd >= 1) & (dd <= _MONTH_DAYS_NP[mm]) & ~((mm == 2) & (dd == 29) & (v % 4 != 0))
+    out[idx] = ~ok
+    return out
+
+
 def _reason_chunk(x: np.ndarray, chi: bool, lens: np.ndarray | None = None) -> np.ndarray:
     out = np.zeros(x.shape, dtype=np.uint8)
     if lens is not None:  # text: the length is the number of digits written
@@ -289,6 +349,8 @@ def _reason_chunk(x: np.ndarray, chi: bool, lens: np.ndarray | None = None) -> n
         in_len = (x >= _LOW) & (x < _HIGH)
         if chi:
             in_len |= (x >= _CHI_LOW) & (x < _LOW)
+    # later assignments win: the earlier check in ``parse`` order is written last
+    out[_bad_chi_dates(x)] = Reason.BAD_CHI_DATE
     out[~_checksum_ok(x)] = Reason.BAD_CHECK_DIGIT
     out[~in_len] = Reason.WRONG_LENGTH
     out[neg] = Reason.NOT_DIGITS
@@ -400,7 +462,7 @@ def range_codes(values: np.ndarray) -> np.ndarray:
     out = np.full(x.shape, Range.UNALLOCATED, dtype=np.uint8)
     out[(prefix >= 400) & (prefix <= 499) | (prefix >= 600) & (prefix <= 799)] = Range.ENGLAND_WALES_IOM
     out[(prefix >= 320) & (prefix <= 399)] = Range.NORTHERN_IRELAND
-    out[(x >= 101_000_000) & (x <= 3_112_999_999)] = Range.SCOTLAND_CHI
+    out[(x >= _CHI_FIRST) & (x <= _CHI_LAST)] = Range.SCOTLAND_CHI
     out[prefix >= 900] = Range.TEST
     return out
 
@@ -424,7 +486,7 @@ def synthetic(n: int, *, seed: int = 0, low: int = 900_000_000, high: int = 999_
     """``n`` distinct valid NHS numbers (int64) whose first nine digits lie in [low, high].
 
     Default: the 9xx range, never issued to patients, so synthetic data can never be mistaken
-    for (or collide with) a real person's number.
+    for (or collide with) a real person's number. Numbers in the CHI range begin with real dates.
     """
     rng = np.random.default_rng(seed)
     out = np.empty(0, dtype=np.int64)
@@ -444,6 +506,7 @@ def synthetic(n: int, *, seed: int = 0, low: int = 900_000_000, high: int = 999_
         c[c == 11] = 0
         keep = c != 10
         cand = nine[keep] * 10 + c[keep]
+        cand = cand[~_bad_chi_dates(cand)]
         out = sorted_unique(np.concatenate([out, cand]))
     return rng.permutation(out)[:n]
 
@@ -452,9 +515,35 @@ def synthetic(n: int, *, seed: int = 0, low: int = 900_000_000, high: int = 999_
 
 
 def sql_check(x: str) -> str:
-    """SQL boolean: BIGINT expression ``x`` (0 <= x < 10**10) passes Modulus 11."""
+    """SQL boolean: BIGINT expression ``x`` (0 <= x < 10**10) passes Modulus 11 (only: the CHI
+    date is ``sql_check_reason``'s)."""
     terms = " + ".join(f"(({x} // {10 ** (10 - i)}) % 10) * {w}" for i, w in enumerate(_WEIGHTS, start=1))
     return f"(((11 - (({terms}) % 11)) % 11) = ({x} % 10))"
+
+
+def _sql_chi_date_reason(x: str) -> str:
+    """SQL: bad CHI date when BIGINT ``x`` is in the CHI range and its DDMMYY is not a real date,
+    else 0.
+
+    A CASE branch runs only for the rows it selects, so numbers outside the range cost one
+    BETWEEN. In the range DD is 01-31; the month's days are 0 for months 00 and 13-99 (never a
+    date)."""
+    mm = f"(({x} // 1000000) % 100)"
+    days = (
+        f"CASE WHEN {mm} = 2 THEN (CASE WHEN ({x} // 10000) % 4 = 0 THEN 29 ELSE 28 END) "
+        f"WHEN {mm} IN (4, 6, 9, 11) THEN 30 WHEN {mm} BETWEEN 1 AND 12 THEN 31 ELSE 0 END"
+    )
+    return (
+        f"(CASE WHEN {x} BETWEEN {_CHI_FIRST} AND {_CHI_LAST} THEN "
+        f"(CASE WHEN ({x} // 100000000) > ({days}) THEN {int(Reason.BAD_CHI_DATE)} ELSE 0 END) ELSE 0 END)"
+    )
+
+
+def sql_check_reason(x: str) -> str:
+    """SQL ``Reason`` code for a BIGINT expression ``x`` of the right form (0 <= x < 10**10):
+    0, bad check digit (Modulus 11, checked first) or bad CHI date. A plain expression (no
+    lambdas); NULL gives bad check digit."""
+    return f"(CASE WHEN {sql_check(x)} THEN {_sql_chi_date_reason(x)} ELSE {int(Reason.BAD_CHECK_DIGIT)} END)"
 
 
 def _is_text(sql_type: str) -> bool:
@@ -494,9 +583,9 @@ def _bind(value: str, name: str, body: str) -> str:
     return f"list_transform([{value}], lambda {name}: {body})[1]"
 
 
-def _checked(cand: str) -> str:
-    """Reason for a BIGINT candidate that passed every other test: 0 or bad check digit."""
-    return _bind(cand, _C, f"CASE WHEN {sql_check(_C)} THEN 0 ELSE {int(Reason.BAD_CHECK_DIGIT)} END")
+def _sql_checked(cand: str) -> str:
+    """Reason for a BIGINT candidate of the right form: 0, bad check digit or bad CHI date."""
+    return _bind(cand, _C, sql_check_reason(_C))
 
 
 def _text_parts(chi: bool) -> tuple[str, str]:
@@ -539,10 +628,10 @@ def _text_parts(chi: bool) -> tuple[str, str]:
         f"ELSE {int(Reason.WRONG_LENGTH)} END"
     )
     p = "__optout_p"
-    odd = _bind(pre, p, f"CASE WHEN {p} <> 0 THEN {p} ELSE {_checked(cand)} END")
+    odd = _bind(pre, p, f"CASE WHEN {p} <> 0 THEN {p} ELSE {_sql_checked(cand)} END")
     reason = (
         f"CASE WHEN {t} IS NULL OR {t} = '' THEN {int(Reason.MISSING)} "
-        f"WHEN {plain} THEN {_checked(f'CAST({t} AS BIGINT)')} ELSE {odd} END"
+        f"WHEN {plain} THEN {_sql_checked(f'CAST({t} AS BIGINT)')} ELSE {odd} END"
     )
     return reason, cand
 
@@ -557,7 +646,14 @@ def sql_reason(expr: str, sql_type: str, *, chi: bool = False) -> str:
         reason, _cand = _text_parts(chi)
         return f"({_bind(_trimmed(expr), _T, reason)})"
     cand, pre = _sql_int(expr, sql_type, chi)
-    return f"(CASE WHEN ({pre}) <> 0 THEN ({pre}) ELSE {_checked(cand)} END)"
+    # Numeric columns: the candidate is a cheap cast, so the CHI date is checked outside the
+    # lambda (DuckDB builds a lambda body's state for every chunk, even for branches no row
+    # takes; outside a lambda a CASE branch costs only for the rows it selects).
+    mod11 = _bind(cand, _C, f"CASE WHEN {sql_check(_C)} THEN 0 ELSE {int(Reason.BAD_CHECK_DIGIT)} END")
+    return (
+        f"(CASE WHEN ({pre}) <> 0 THEN ({pre}) WHEN {mod11} <> 0 THEN {int(Reason.BAD_CHECK_DIGIT)} "
+        f"ELSE {_sql_chi_date_reason(cand)} END)"
+    )
 
 
 def sql_normalised(expr: str, sql_type: str, *, chi: bool = False) -> str:

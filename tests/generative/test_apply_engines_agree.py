@@ -23,7 +23,21 @@ from optout.store import Store
 POOL = [format_number(int(n)) for n in synthetic(10, seed=5)]
 CHECKED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 NOW = CHECKED + timedelta(days=2)
-INVALID = ["", "123", "abc", "94347659", POOL[0][:9] + str((int(POOL[0][9]) + 1) % 10), "0000000000"]
+# "2939408734" and "0113011113" pass Modulus 11 but are CHI-range numbers whose DDMMYY is no date
+# (bad CHI date); "2939408735" fails both (bad check digit); "2902000006" (29/02/00) is valid but
+# on no list.
+INVALID = [
+    "",
+    "123",
+    "abc",
+    "94347659",
+    POOL[0][:9] + str((int(POOL[0][9]) + 1) % 10),
+    "0000000000",
+    "2939408734",
+    "0113011113",
+    "2939408735",
+    "2902000006",
+]
 
 spelling = st.sampled_from(["plain", "spaced", "hyphen", "padded"])
 

@@ -62,6 +62,30 @@ def test_problems_are_counted_by_class_with_row_numbers(
     assert code == 3 and "bad check digit" in out and "7 rows" in out
 
 
+def test_chi_numbers_with_impossible_dates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CHI-range numbers whose DDMMYY is not a date have their own class, in every column type."""
+    # 29/39/40 and 01/13/01 pass Modulus 11; 29/39/40 with a wrong check digit fails Modulus 11
+    # first; 29/02/00 and 01/01/01 are real dates
+    values = [NUMS[0], "2939408734", "293 940 8734", "0113011113", "2939408735", "2902000006", "0101011113"]
+    p = tmp_path / "c.csv"
+    p.write_text("nhs_number\n" + "".join(f"{v}\n" for v in values))
+    code, out, _ = run(capsys, "nhs-number", "check", str(p), "--json")
+    assert code == 3
+    s = json.loads(out)
+    assert s["valid"] == 3 and s["invalid"] == 4
+    assert s["invalid_by_reason"]["bad CHI date"] == {"rows": 3, "row_numbers": [2, 3, 4]}
+    assert s["invalid_by_reason"]["bad check digit"] == {"rows": 1, "row_numbers": [5]}
+    assert s["valid_by_range"] == {"scotland-chi": 2, "test": 1}
+    for t in (pa.int64(), pa.float64()):
+        ints = [int(v.replace(" ", "")) for v in values]
+        pq.write_table(pa.table({"chi_number": pa.array(ints, t)}), tmp_path / "t.parquet")
+        code, out, _ = run(capsys, "nhs-number", "check", str(tmp_path / "t.parquet"), "--chi", "--json")
+        assert code == 3
+        assert json.loads(out)["invalid_by_reason"]["bad CHI date"]["row_numbers"] == [2, 3, 4]
+    code, out, _ = run(capsys, "nhs-number", "check", str(p))
+    assert code == 3 and "bad CHI date" in out and "2939408734" not in out
+
+
 def test_column_option_parquet_integers_and_chi(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     chi = 101_000_000 + 0  # search a valid CHI number that lost its leading zero
     while not parse(f"0{chi}").ok:

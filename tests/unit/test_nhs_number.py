@@ -9,6 +9,7 @@ hypothesis properties in tests/generative/test_nhs_number_properties.py.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,13 +25,14 @@ VALID = 9434765919  # the NHS Data Dictionary's example number
 CHI = 101001231  # 010 100 1231: a Scottish CHI number (first six digits a date), valid Mod 11
 CHI_TEXT = "0101001231"
 
-V, MISS, ND, LEN, CD, NI = (
+V, MISS, ND, LEN, CD, NI, BD = (
     Reason.VALID,
     Reason.MISSING,
     Reason.NOT_DIGITS,
     Reason.WRONG_LENGTH,
     Reason.BAD_CHECK_DIGIT,
     Reason.NOT_INTEGER,
+    Reason.BAD_CHI_DATE,
 )
 
 # (value, chi, expected reason, expected normalised value or None, why)
@@ -116,6 +118,41 @@ SPELLINGS: list[tuple[Any, bool, Reason, int | None, str]] = [
     (101001232, True, CD, None, "chi: restored but the check digit is wrong"),
     (VALID, True, V, VALID, "chi does not change 10-digit numbers"),
     ("943 476 5919", True, V, VALID, "chi does not change 10-digit spelled numbers"),
+    # Scottish CHI numbers begin with the date of birth DDMMYY: in the CHI range (010 100 0000 -
+    # 311 299 9999) a number whose first six digits are not a real date is not a CHI number, even
+    # when it passes Modulus 11 (issue 7; the UK FCI nhs-number package rejects these too)
+    ("2939408734", False, BD, None, "CHI range, 29/39/40: month 39"),
+    ("293 940 8734", False, BD, None, "CHI range, month 39, spaced"),
+    ("2.939408734E+09", False, BD, None, "CHI range, month 39, Excel notation"),
+    (2939408734, False, BD, None, "CHI range, month 39, int"),
+    (2939408734.0, False, BD, None, "CHI range, month 39, float"),
+    ("0113011113", False, BD, None, "CHI range, month 13 (nhs-number package's test vector)"),
+    ("0101011113", False, V, 101011113, "CHI 01/01/01 (nhs-number package's test vector)"),
+    ("1500000000", False, BD, None, "CHI range, month 00"),
+    ("2913000002", False, BD, None, "CHI range, month 13"),
+    ("3002000000", False, BD, None, "30 February"),
+    ("3101000009", False, V, 3101000009, "31 January"),
+    ("3109990008", False, BD, None, "31 September"),
+    ("3111000001", False, BD, None, "31 November"),
+    ("3011000018", False, V, 3011000018, "30 November"),
+    ("2802010018", False, V, 2802010018, "28 February, any year"),
+    ("2902960018", False, V, 2902960018, "29/02/96: a leap year"),
+    ("2902040008", False, V, 2902040008, "29/02/04: a leap year"),
+    ("2902000006", False, V, 2902000006, "29/02/00: 2000 was a leap year (1900 was not; accepted)"),
+    ("2902010001", False, BD, None, "29/02/01: neither 1901 nor 2001 was a leap year"),
+    ("2902990006", False, BD, None, "29/02/99: not a leap year"),
+    ("0101000006", False, V, 101000006, "01/01/00: the first date of the CHI range"),
+    ("3112999991", False, V, 3112999991, "31/12/99: the last number of the CHI range"),
+    ("3113000009", False, V, 3113000009, "31/13/00: beyond the CHI range, no date to check"),
+    ("0100999999", False, V, 100999999, "01/00/99: below the CHI range, no date to check"),
+    ("3312990009", False, V, 3312990009, "Northern Ireland range: its digits are not a date"),
+    ("2939408735", False, CD, None, "bad date and bad check digit: Modulus 11 is reported first"),
+    ("2902010002", False, CD, None, "29/02/01 and bad check digit: Modulus 11 is reported first"),
+    (113011113, True, BD, None, "declared CHI column: zero restored, then month 13"),
+    ("113011113", True, BD, None, "declared CHI column: 9-digit text, month 13"),
+    ("1.13011113E+08", True, BD, None, "declared CHI column: Excel notation, month 13"),
+    (113011113, False, LEN, None, "CHI with month 13 that lost its zero, not declared: length first"),
+    (101011113, True, V, 101011113, "declared CHI column: 01/01/01"),
 ]
 
 
@@ -215,8 +252,10 @@ def test_reason_codes_are_stable() -> None:
         "WRONG_LENGTH": 3,
         "BAD_CHECK_DIGIT": 4,
         "NOT_INTEGER": 5,
+        "BAD_CHI_DATE": 6,
     }
     assert len({r.label for r in Reason}) == len(Reason)
+    assert Reason.BAD_CHI_DATE.label == "bad CHI date"
 
 
 def test_masked_repr_never_shows_the_number() -> None:
@@ -235,6 +274,84 @@ def test_invalid_number_error_names_the_class_not_the_value() -> None:
         NHSNumber("9434765918")
     assert "bad check digit" in str(exc.value)
     assert "9434765918" not in str(exc.value)
+
+
+def test_bad_chi_date_error_names_the_class_not_the_value() -> None:
+    with pytest.raises(ValueError) as exc:
+        NHSNumber("2939408734")
+    assert "bad CHI date" in str(exc.value)
+    assert "2939408734" not in str(exc.value) and "293" not in str(exc.value)
+    assert not N.is_valid("293 940 8734")
+
+
+def _real_date(ddmmyy: int) -> bool:
+    """The CHI definition, as the nhs-number package reads it: strptime's %y (00-68 -> 20YY,
+    69-99 -> 19YY), so 29 February is a real date exactly when YY is divisible by 4."""
+    try:
+        datetime.strptime(f"{ddmmyy:06d}", "%d%m%y")
+    except ValueError:
+        return False
+    return True
+
+
+def test_chi_dates_every_day_month_and_year() -> None:
+    """Every DD 00-32, MM 00-13, YY 00-99 in the CHI range, in all three forms, against strptime.
+
+    Each date gets a serial number whose Modulus 11 check digit exists, so only the date decides.
+    """
+    numbers, expected = [], []
+    for dd in range(33):
+        for mm in range(14):
+            for yy in range(100):
+                six = dd * 10_000 + mm * 100 + yy
+                for serial in (0, 1):  # of two neighbours at most one has no check digit
+                    nine = six * 1000 + serial
+                    check = N.check_digit(nine)
+                    if check is not None:
+                        break
+                assert check is not None
+                n = nine * 10 + check
+                if N.classify_range(n) is not Range.SCOTLAND_CHI:
+                    continue
+                numbers.append(n)
+                expected.append(V if _real_date(six) else BD)
+    assert len(numbers) == 43_200 and expected.count(V) == 36_525  # 365.25 days x 100 years
+    # as integers a number below 10**9 has lost its leading zero: a declared CHI column
+    assert [parse(n, chi=True).reason for n in numbers] == expected
+    assert [parse(N.format_number(n)).reason for n in numbers] == expected
+    want = np.array([int(r) for r in expected], dtype=np.uint8)
+    x = np.array(numbers, dtype=np.int64)
+    assert np.array_equal(N.validate_int_array(x, chi=True), want)
+    vals, reasons = N.parse_array(pa.array([N.format_number(n) for n in numbers]))
+    assert np.array_equal(reasons, want) and np.array_equal(vals, np.where(want == 0, x, 0))
+    for col in (pa.array(numbers, pa.int64()), pa.array([N.format_number(n) for n in numbers])):
+        con = duckdb.connect()
+        con.register("t", pa.table({"x": col}))
+        sql_type = str(con.sql("SELECT x FROM t").types[0])
+        got = con.sql(f"SELECT {N.sql_reason('x', sql_type, chi=True)} FROM t").fetchnumpy()
+        assert np.array_equal(next(iter(got.values())), want)
+    # the checks after the form, as the DuckDB engine's fast path uses them on a BIGINT
+    con = duckdb.connect()
+    con.register("t", pa.table({"x": x}))
+    got = con.sql(f"SELECT {N.sql_check_reason('x')} AS r FROM t").fetchnumpy()["r"]
+    assert np.array_equal(got, want)
+
+
+def test_sql_check_reason_matches_parse() -> None:
+    """``sql_check_reason``: Modulus 11 first, then the CHI date; other ranges are not dated."""
+    rng = np.random.default_rng(4)
+    x = np.concatenate(
+        [
+            rng.integers(0, 10**10, 20_000),
+            rng.integers(100_000_000, 3_200_000_000, 20_000),
+            N.synthetic(2000, seed=2, low=10_100_000, high=311_299_999),
+        ]
+    )
+    con = duckdb.connect()
+    con.register("t", pa.table({"x": x}))
+    got = con.sql(f"SELECT {N.sql_check_reason('x')} AS r FROM t").fetchnumpy()["r"]
+    assert got.tolist() == [int(parse(N.format_number(int(n))).reason) for n in x]
+    assert set(got.tolist()) == {0, int(CD), int(BD)}
 
 
 def test_format_number_keeps_chi_leading_zero() -> None:
@@ -256,7 +373,8 @@ def test_validate_int_array_matches_parse_across_chunks() -> None:
     rng = np.random.default_rng(1)
     good = N.synthetic(70_000, seed=3)
     noise = rng.integers(-(10**11), 10**11, size=70_000)
-    x = np.concatenate([good, noise, good + 1, np.array([CHI, 0, -1])])
+    chi_range = rng.integers(100_000_000, 3_200_000_000, size=70_000)  # many impossible dates
+    x = np.concatenate([good, noise, chi_range, good + 1, np.array([CHI, 0, -1, 2939408734, 113011113])])
     rng.shuffle(x)
     for chi in (False, True):
         codes = N.validate_int_array(x, chi=chi)
@@ -343,6 +461,11 @@ class TestSynthetic:
     def test_other_ranges_and_limits(self) -> None:
         x = N.synthetic(100, seed=0, low=400_000_000, high=499_999_999)
         assert (N.range_codes(x) == Range.ENGLAND_WALES_IOM).all()
+        # CHI numbers: only real dates (most DDMMYY in the range are not dates)
+        chi = N.synthetic(3000, seed=0, low=10_100_000, high=311_299_999)
+        assert (N.range_codes(chi) == Range.SCOTLAND_CHI).all()
+        assert all(_real_date(int(n) // 10_000) for n in chi)
+        assert (N.validate_int_array(chi, chi=True) == 0).all()
         with pytest.raises(ValueError):
             N.synthetic(1000, low=1, high=100)
         assert N.synthetic(0).shape == (0,)

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from optout.errors import OptoutError, OutputError
-from optout.nhs_number import Reason, sql_check, sql_normalised, sql_reason
+from optout.nhs_number import Reason, sql_check_reason, sql_normalised, sql_reason
 from optout.release.engines.base import (
     KEPT_CODES,
     PROBLEM_ROWS_SHOWN,
@@ -155,15 +155,14 @@ class DuckDBEngine(Engine):
         # number is on the list needs no checksum: the full normalisation and reason (Modulus 11,
         # several divisions per value) run only for the rows that are not, via CASE.
         inner = f"SELECT {', '.join(cols)} FROM {scan}"
-        # A fast candidate not on the list needs only the check digit (it already has the right
-        # form): Modulus 11 on the column itself, no bound lambdas (which DuckDB evaluates for
-        # every row of a vector, not only the rows the CASE selects).
+        # A fast candidate not on the list needs only the checks after the form (it already has
+        # the right form): Modulus 11, then the CHI date, on the column itself, no bound lambdas
+        # (which DuckDB evaluates for every row of a vector, not only the rows the CASE selects).
         fast_reason = fast_norm = ""
         if t.nhs_column is not None and not t.chi:
-            ok = sql_check("f.__fast")
-            bad = int(Reason.BAD_CHECK_DIGIT)
-            fast_reason = f"WHEN f.__fast IS NOT NULL THEN (CASE WHEN {ok} THEN 0 ELSE {bad} END) "
-            fast_norm = f"WHEN f.__fast IS NOT NULL THEN (CASE WHEN {ok} THEN f.__fast END) "
+            checked = sql_check_reason("f.__fast")
+            fast_reason = f"WHEN f.__fast IS NOT NULL THEN {checked} "
+            fast_norm = f"WHEN f.__fast IS NOT NULL THEN (CASE WHEN {checked} = 0 THEN f.__fast END) "
         base = (
             f"SELECT f.*, CASE WHEN al.n IS NOT NULL THEN 0 {fast_reason}ELSE {full_reason} END AS __reason, "
             f"CASE WHEN al.n IS NOT NULL THEN al.n {fast_norm}ELSE {full_norm} END AS __norm, "
