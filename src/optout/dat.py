@@ -80,7 +80,7 @@ def read_dat_bytes(data: bytes, *, source_name: str) -> np.ndarray:
     if values is None:
         values = _slow_dat(body, source_name)
     if values.size:
-        reasons = validate_int_array(values, chi=True)  # every line was 10 digits: a leading 0 is a CHI number
+        reasons = validate_int_array(values, chi=True)  # 10 digits a line: leading 0 = CHI
         bad = np.flatnonzero(reasons != 0)
         if bad.size:
             raise InputError(
