@@ -21,6 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from optout import atomic
 from optout.errors import OutputError, UsageError
 
 metadata = sa.MetaData()
@@ -31,7 +32,7 @@ check_requests = sa.Table(
     metadata,
     sa.Column("local_id", sa.String(64), primary_key=True),
     sa.Column("mode", sa.String(16), nullable=False),  # one-off | cache
-    sa.Column("state", sa.String(16), nullable=False),  # prepared|sent|answered|rejected|collected|failed
+    sa.Column("state", sa.String(16), nullable=False),  # optout.check.state.STATES
     sa.Column("created_at", sa.String(40), nullable=False),  # ISO 8601 UTC
     sa.Column("sent_at", sa.String(40)),
     sa.Column("answered_at", sa.String(40)),
@@ -156,7 +157,11 @@ class Store:
             path = Path(url.removeprefix("sqlite:///"))
             if str(path) not in ("", ":memory:"):
                 try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
+                    # owner-only by default: the folder (OPTOUT_HOME) if we make it, and the file
+                    # itself, made 0600 before SQLite opens it (its -wal/-shm files take its mode)
+                    atomic.private_dir(path.parent, tighten_existing=False)
+                    if "?" not in str(path):  # not a URI with options (mode=ro, ...)
+                        atomic.create_private_file(path)
                 except OSError as exc:
                     raise OutputError(
                         f"cannot create the metadata store's folder {path.parent}: {exc.strerror}",

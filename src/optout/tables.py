@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from optout import atomic
 from optout.errors import InputError, Location, UsageError
 
 __all__ = [
@@ -113,7 +114,14 @@ class TableSource:
 
 
 def connect(*, memory_limit: str | None = None, temp_dir: str | Path | None = None) -> Any:
-    """A private in-memory DuckDB connection with bounded memory that spills to ``temp_dir``."""
+    """A private in-memory DuckDB connection with bounded memory that spills to ``temp_dir``.
+
+    Without ``temp_dir`` it spills into this process's owner-only spill folder
+    (:func:`optout.atomic.spill_dir`), never DuckDB's default ``.tmp`` in the working directory
+    (made with the umask's mode, and left there by a crash).
+    """
+    if temp_dir is None:
+        temp_dir = atomic.spill_dir()
     con = duckdb.connect(":memory:")
     con.execute("SET preserve_insertion_order = true")
     if memory_limit:
@@ -124,8 +132,7 @@ def connect(*, memory_limit: str | None = None, temp_dir: str | Path | None = No
                 "the memory limit is not a size DuckDB understands",
                 hint="give it like 2GB, 512MB or 75%",
             ) from None
-    if temp_dir is not None:
-        con.execute(f"SET temp_directory = {quote_literal(temp_dir)}")
+    con.execute(f"SET temp_directory = {quote_literal(temp_dir)}")
     return con
 
 

@@ -149,7 +149,10 @@ def check_key_file_mode(path: Path) -> None:
 def keygen(path: str | Path) -> Path:
     """Write a new random key (base64 of 32 bytes) to ``path`` with mode 0600; never overwrites."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic.private_dir(path.parent, tighten_existing=False)  # a folder we make: owner-only
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}", where=Location(file=path)) from None
     key = _new_key()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -343,8 +346,7 @@ def write_cache(
     blob = _encode(numbers, meta, key)
     path = cache_file(settings)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(path.parent, 0o700)
+        atomic.private_dir(path.parent)  # 0700 whatever the umask; tightened if it was not
         atomic.write_bytes(path, blob, private=True)
     except OSError as exc:
         raise OutputError(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optout import atomic, audit
-from optout.check import state
+from optout.check import leftovers, state
 from optout.check.cleaned_list import SIDECAR_FORMAT, AllowList
 from optout.check.cohort import Cohort, read_cohort
 from optout.check.request import (
@@ -166,12 +166,13 @@ def _poll_cap(settings: Settings, max_poll: float) -> float:
 
 
 def _requests_dir(settings: Settings) -> Path:
-    return settings.home / "check" / "requests"
+    return leftovers.requests_dir(settings)
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Atomic write (temp file in the same folder, fsync, rename), readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Atomic write (temp file in the same folder, fsync, rename), readable by the owner only,
+    in an owner-only folder (made so whatever the umask; tightened if an older version did not)."""
+    atomic.private_dir(path.parent)
     atomic.write_bytes(path, data, private=True)
 
 
@@ -234,22 +235,39 @@ def _prepare(
             where=Location(file=request_path),
             hint="set OPTOUT_HOME to a writable folder",
         ) from None
-    return state.create(
-        store,
-        local_id=local_id,
-        mode=mode,
-        created_at=now,
-        cohort_sha256=cohort_sha,
-        cohort_size=cohort.size,
-        out_path=str(out) if out is not None else None,
-        details={
-            "subject": subject,
-            "request_path": str(request_path),
-            "cohort": cohort.summary(),
-            "recipient": settings.mesh.recipient,
-            "workflow_id": settings.mesh.workflow_id,
-        },
-    )
+    try:
+        return state.create(
+            store,
+            local_id=local_id,
+            mode=mode,
+            created_at=now,
+            cohort_sha256=cohort_sha,
+            cohort_size=cohort.size,
+            out_path=str(out) if out is not None else None,
+            details={
+                "subject": subject,
+                "request_path": str(request_path),
+                "cohort": cohort.summary(),
+                "recipient": settings.mesh.recipient,
+                "workflow_id": settings.mesh.workflow_id,
+            },
+        )
+    except BaseException:
+        request_path.unlink(missing_ok=True)  # no request names it: it would be left behind
+        raise
+
+
+def _discard_if_unsent(local_id: str, settings: Settings, store: Store, now: datetime) -> None:
+    """The command failed: a request that was never sent goes, with its file (the cohort).
+
+    One whose send began is kept: it may have reached MESH, so ``--resume`` must be able to send
+    it again and check the reply against it (a day later, the next check discards it).
+    Best effort: never hides the failure that brought us here.
+    """
+    with contextlib.suppress(Exception):
+        req = state.find(store, local_id)
+        if req is not None and req.state == "prepared" and not req.details.get("send_attempted_at"):
+            leftovers.discard(store, req, reason=leftovers.NEVER_SENT, now=now, actor=settings.actor)
 
 
 def _send(
@@ -677,6 +695,12 @@ def _final_or_raise(
             hint="this should not happen (invalid numbers are withheld before sending): check the cohort "
             "with `optout nhs-number check` and report it; then run the check again",
         )
+    if req.state == "discarded":
+        why = (req.details.get("discarded") or {}).get("reason") or "discarded"
+        raise UsageError(
+            f"request {req.local_id} was discarded ({why}); there is nothing to collect",
+            hint="start a new check (`optout check COHORT --out FILE`)",
+        )
     if req.state == "failed":
         report = req.details.get("report") or {}
         raise TransportError(
@@ -731,6 +755,7 @@ def check_cohort(
     coh.require_something_to_send()
     store = _store(settings, store)
     clock = (lambda: _now(now)) if now is not None else (lambda: datetime.now(UTC))
+    leftovers.sweep(settings, store, now=clock(), actor=settings.actor)  # what earlier runs left
     req = _prepare(
         coh,
         mode=mode,
@@ -742,23 +767,27 @@ def check_cohort(
         now=clock(),
     )
     warnings: list[str] = []
-    with _mailbox(settings, mailbox, max_chunk_size) as box:
-        req = _send(req, box, settings, store, clock())
-        if wait is None:
-            return _result(req, coh, warnings)
-        req = _wait(
-            req.local_id,
-            box=box,
-            settings=settings,
-            store=store,
-            wait=wait,
-            now=clock,
-            sleep=sleep,
-            first_poll=first_poll,
-            max_poll=_poll_cap(settings, max_poll),
-            progress=progress,
-            warnings=warnings,
-        )
+    try:
+        with _mailbox(settings, mailbox, max_chunk_size) as box:
+            req = _send(req, box, settings, store, clock())
+            if wait is None:
+                return _result(req, coh, warnings)
+            req = _wait(
+                req.local_id,
+                box=box,
+                settings=settings,
+                store=store,
+                wait=wait,
+                now=clock,
+                sleep=sleep,
+                first_poll=first_poll,
+                max_poll=_poll_cap(settings, max_poll),
+                progress=progress,
+                warnings=warnings,
+            )
+    except BaseException:
+        _discard_if_unsent(req.local_id, settings, store, clock())  # e.g. MESH not configured
+        raise
     return _final_or_raise(req, warnings, coh)
 
 
@@ -848,6 +877,7 @@ def _drive(
     store = _store(settings, store)
     clock = (lambda: _now(now)) if now is not None else (lambda: datetime.now(UTC))
     req = state.get(store, local_id)
+    leftovers.sweep(settings, store, now=clock(), actor=settings.actor, keep={local_id})
     warnings: list[str] = []
     if req.final:
         return _final_or_raise(req, warnings)
@@ -885,10 +915,18 @@ def _drive(
 
 
 def list_requests(
-    *, settings: Settings | None = None, store: Store | None = None, mode: str | None = None
+    *,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    mode: str | None = None,
+    now: datetime | None = None,
 ) -> list[CheckResult]:
+    """The requests made here, newest first, after cleaning up what earlier runs left
+    (:func:`optout.check.leftovers.sweep`: stale requests discarded, leftover files removed)."""
     settings = _settings(settings)
-    return [_result(r) for r in state.list_requests(_store(settings, store), mode=mode)]
+    store = _store(settings, store)
+    leftovers.sweep(settings, store, now=_now(now), actor=settings.actor)
+    return [_result(r) for r in state.list_requests(store, mode=mode)]
 
 
 def allow_list_of(result: CheckResult) -> AllowList:

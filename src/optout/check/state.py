@@ -7,6 +7,8 @@ One row per LocalID. The state moves one way::
         └─(crash: resume re-sends; the service answers a repeat as a duplicate, which we ignore)
                          ├──────── rejection ────────────┴──> rejected   (file had an invalid number)
                          └──────── MESH report ──────────────> failed     (never reached the service)
+    prepared | sent | answered ──> discarded  (never sent: the command failed before sending; or
+                                   left unsent a day, unanswered a week: cleaned up by the next check)
 
 Each step is committed *before* the MESH message that caused it is acknowledged, so a crash at
 any point loses nothing: the message is still in the inbox and ``optout check --resume`` picks it
@@ -27,15 +29,16 @@ from optout.store import Store, check_requests
 
 __all__ = ["STATES", "TRANSITIONS", "CheckRequest", "create", "get", "list_requests", "transition", "update"]
 
-STATES = ("prepared", "sent", "answered", "collected", "rejected", "failed")
-FINAL = ("collected", "rejected", "failed")
+STATES = ("prepared", "sent", "answered", "collected", "rejected", "failed", "discarded")
+FINAL = ("collected", "rejected", "failed", "discarded")
 TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "prepared": ("prepared", "sent", "answered", "collected", "rejected", "failed"),
-    "sent": ("sent", "answered", "collected", "rejected", "failed"),
-    "answered": ("answered", "collected", "rejected", "failed"),
+    "prepared": ("prepared", "sent", "answered", "collected", "rejected", "failed", "discarded"),
+    "sent": ("sent", "answered", "collected", "rejected", "failed", "discarded"),
+    "answered": ("answered", "collected", "rejected", "failed", "discarded"),
     "collected": (),
     "rejected": (),
     "failed": (),
+    "discarded": (),
 }
 
 

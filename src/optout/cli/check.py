@@ -91,7 +91,12 @@ def check_cmd(
         metavar="LOCALID",
         help="Carry on with a request after a crash (sends it if it may not have gone out, then waits).",
     ),
-    list_: bool = typer.Option(False, "--list", help="List the check requests made here (newest first)."),
+    list_: bool = typer.Option(
+        False,
+        "--list",
+        help="List the check requests made here (newest first), after discarding stale ones "
+        "(unsent after a day, unanswered after a week) and removing leftover request files (audited).",
+    ),
     subject: str | None = typer.Option(
         None, "--subject", metavar="TEXT", help="MESH Subject (letters, digits, - and _ only)."
     ),

@@ -44,6 +44,7 @@ import difflib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -406,31 +407,34 @@ def _member(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
 
 
 def _write_atomically(path: Path, write: Any) -> str:
+    """Write through ``write(tmp)`` then rename over ``path``; owner-only throughout.
+
+    ``tmp`` is inside a fresh hidden 0700 folder beside ``path``: DuckDB's COPY recreates its
+    target with the umask's mode, which others cannot reach in there; the file is made 0600
+    (patient-level) before it is renamed into place.
+    """
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:
         raise OutputError(
             f"cannot write {path.name}: {exc.strerror}",
             where=Location(file=path),
             hint="check the --out folder exists and is writable",
         ) from None
-    tmp = Path(tmp_name)
+    tmp = tmp_dir / path.name
     try:
         write(tmp)
         with tmp.open("rb+") as fh:
+            os.fchmod(fh.fileno(), atomic.PRIVATE_FILE)
             os.fsync(fh.fileno())
         sha = _sha256_file(tmp)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(
             f"cannot write {path.name}: {exc.strerror}", where=Location(file=path), hint="check free space"
         ) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return sha
 
 

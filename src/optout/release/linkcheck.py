@@ -29,12 +29,12 @@ The report carries file names, column names and counts only, never a value from 
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from optout import atomic
 from optout.errors import InputError, Location, UsageError
 
 __all__ = [
@@ -282,8 +282,8 @@ def linkcheck(
 
     import duckdb
 
-    with tempfile.TemporaryDirectory(prefix="optout-linkcheck-") as tmp:
-        con = duckdb.connect(config={"temp_directory": tmp})
+    with atomic.private_tempdir("optout-linkcheck-") as tmp:  # 0700; a crash's is swept next run
+        con = duckdb.connect(config={"temp_directory": str(tmp)})
         try:
             con.execute("SET enable_progress_bar = false")
             if memory_limit:

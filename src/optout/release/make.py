@@ -19,7 +19,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from optout import atomic
 from optout.check.cleaned_list import AllowList, parse_checked_at, read_cleaned_list
 from optout.dat import read_number_file
 from optout.errors import InputError, Location, NotFoundError, PolicyRefusal, UsageError
@@ -245,12 +245,12 @@ def apply_opt_outs(
         )
 
     if dry_run:
-        spill = Path(tempfile.mkdtemp(prefix="optout-spill-"))
-        try:
-            with get_engine(engine, memory_limit=memory_limit, temp_dir=spill) as eng:
-                counts = eng.classify(plan, lists, progress)
-        finally:
-            shutil.rmtree(spill, ignore_errors=True)
+        # the spill folder: 0700, removed on exit; one a crash left is swept by the next run
+        with (
+            atomic.private_tempdir() as spill,
+            get_engine(engine, memory_limit=memory_limit, temp_dir=spill) as eng,
+        ):
+            counts = eng.classify(plan, lists, progress)
         refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
         if refusal is not None:
             raise refusal

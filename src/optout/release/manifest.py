@@ -109,10 +109,17 @@ class StagedRelease:
         return self.tmp / name
 
     def commit(self) -> None:
-        """Rename the finished temporary folder into place (replacing the old one with force)."""
+        """Rename the finished temporary folder into place (replacing the old one with force).
+
+        The folder is owner-only (0700, from ``mkdtemp``) and so is every file in it (0600, set
+        here: engines create files with the umask's mode, unreachable inside the 0700 folder). A
+        release is meant to be disclosed, but it is patient-level data: owner-only until someone
+        deliberately shares it is the fail-closed choice.
+        """
         for p in self.tmp.iterdir():
-            if p.is_file():
+            if p.is_file() and not p.is_symlink():
                 with p.open("rb") as fh:
+                    os.fchmod(fh.fileno(), atomic.PRIVATE_FILE)
                     os.fsync(fh.fileno())
         _fsync_dir(self.tmp)
         old: Path | None = None

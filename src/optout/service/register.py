@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from optout import nhs_number
+from optout import atomic, nhs_number
 from optout.errors import InputError, Location, OutputError, UsageError
 
 __all__ = ["PUBLISH_EVERY", "Register", "RegisterStatus", "Snapshot", "utcnow"]
@@ -132,15 +132,24 @@ class Register:
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.path = Path(path)
         self.clock = clock
+        # NHS numbers and each person's choice: owner-only (001 §8.5), made so before anything is
+        # written, and tightened if an older version left them readable by others
+        db = self.path / "register.sqlite"
         try:
-            (self.path / "snapshots").mkdir(parents=True, exist_ok=True)
+            atomic.private_dir(self.path)
+            atomic.private_dir(self.path / "snapshots")
+            if not atomic.create_private_file(db):
+                olds = [db, *(db.with_name(db.name + x) for x in ("-wal", "-shm", "-journal"))]
+                for p in [*olds, self.path / "current.json", *(self.path / "snapshots").glob("*.npy")]:
+                    if p.exists():
+                        atomic.tighten(p)
         except OSError as exc:
             raise OutputError(
                 f"cannot create the register folder: {exc.strerror}",
                 where=Location(file=self.path),
                 hint="choose a writable folder with --register",
             ) from None
-        self._db = sqlite3.connect(self.path / "register.sqlite", timeout=30, isolation_level=None)
+        self._db = sqlite3.connect(db, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -349,9 +358,7 @@ class Register:
             "sha256": snap.sha256,
             "file": snap.path.name,
         }
-        tmp = self.path / ".current.json.tmp"
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, self.path / "current.json")
+        atomic.write_bytes(self.path / "current.json", json.dumps(doc).encode("utf-8"))
 
     def _prune(self) -> None:
         files = sorted((self.path / "snapshots").glob("*.npy"))

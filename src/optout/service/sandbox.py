@@ -25,10 +25,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
 import requests
 
+from optout import atomic
 from optout.errors import TransportError, UsageError
 from optout.mesh import (
     ORG_MAILBOX,
@@ -85,6 +87,13 @@ def _write_state(state_dir: Path, info: SandboxInfo) -> None:
     os.replace(tmp, path)
 
 
+def _private_log(path: Path) -> BinaryIO:
+    """A log file opened for appending, owner-only (0600) from its creation."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    atomic.tighten(path)
+    return os.fdopen(fd, "ab")
+
+
 def _terminate(pid: int | None, marker: str, *, grace: float = 5.0) -> None:
     """Stop a process we started (checked by its command line), its children with it."""
     if not _alive(pid, marker):
@@ -116,7 +125,7 @@ def _spawn_sandbox(data_dir: Path, port: int, shared_key: str, log_path: Path) -
             "ENV": "optout-sandbox",
         }
     )
-    with open(log_path, "ab") as log:
+    with _private_log(log_path) as log:
         return subprocess.Popen(
             [
                 sys.executable,
@@ -136,6 +145,7 @@ def _spawn_sandbox(data_dir: Path, port: int, shared_key: str, log_path: Path) -
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the command that started it
+            umask=0o077,  # its mailbox files hold the messages (NHS numbers): owner-only
         )
 
 
@@ -150,7 +160,7 @@ def _spawn_responder(info: SandboxInfo, state_dir: Path, register_path: Path) ->
             "OPTOUT_SERVICE_MESH_SHARED_KEY": info.shared_key,
         }
     )
-    with open(state_dir / "responder.log", "ab") as log:
+    with _private_log(state_dir / "responder.log") as log:
         return subprocess.Popen(
             [
                 sys.executable,
@@ -168,6 +178,7 @@ def _spawn_responder(info: SandboxInfo, state_dir: Path, register_path: Path) ->
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            umask=0o077,  # the register it keeps holds NHS numbers: owner-only
         )
 
 
@@ -185,7 +196,7 @@ def start_sandbox(
     missing responder is started when ``with_responder``).
     """
     state_dir = Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    atomic.private_dir(state_dir)  # the state file holds the shared key; the mailboxes, messages
     existing = sandbox_status(state_dir)
     if existing is not None:
         if with_responder and not _alive(existing.responder_pid, _responder_marker()):
@@ -198,7 +209,7 @@ def start_sandbox(
     if data_dir.exists():  # left by a sandbox that was killed: start clean
         shutil.rmtree(data_dir)
     for mailbox in (ORG_MAILBOX, SERVICE_MAILBOX):
-        (data_dir / mailbox / "in").mkdir(parents=True, exist_ok=True)
+        atomic.private_dir(data_dir / mailbox / "in")
     shared_key = secrets.token_hex(16)
     log_path = state_dir / "sandbox.log"
     attempts = 1 if port else 3
@@ -259,7 +270,7 @@ def reset_sandbox(info: SandboxInfo) -> None:
         inbox = mailbox_dir / "in"
         if inbox.is_dir():
             shutil.rmtree(inbox)
-            inbox.mkdir()
+            inbox.mkdir(mode=0o700)
     try:
         response = requests.delete(f"{info.url}/admin/reset", timeout=10)
         response.raise_for_status()
