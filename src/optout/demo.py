@@ -13,7 +13,9 @@ against a real MESH (NHS England's mesh-sandbox) and the reference central servi
  7. apply: remove every opted-out person's whole record from every table (001 §8.1);
  8. disclose the release to the flow's recipient within the 20-day window;
  9. verify the audit trail and export the evidence pack;
-10. stop everything.
+10. stop everything;
+11. check the installation (``optout doctor``): every file that holds patient-level or opt-out
+    data owner-only, no request file left behind, the audit trail intact.
 
 Every step is the real ``optout`` command, printed before it runs, so the demo doubles as a
 walk-through. Everything is written under ``demo-out/`` (git-ignored); nothing else is touched.
@@ -161,6 +163,9 @@ def main() -> None:
     finally:
         _say("10. Stop the sandbox and the service")
         _run("sandbox", "stop", env=env, cwd=root, ok=(0, 1, 2, 3, 4, 5, 6, 7, 8, 9))
+
+    _say("11. Check the installation: owner-only files, nothing left behind, audit trail intact")
+    _run("doctor", env=env, cwd=root)
 
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s. Everything is under {root}:")
     print("  release/            the release (tables + release.json manifest)")

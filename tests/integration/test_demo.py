@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    # as a new user with a permissive umask would run it
     proc = subprocess.run(
-        [sys.executable, "-m", "optout.demo"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "optout.demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        umask=0o000,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "demo-out"
@@ -27,6 +34,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "audit trail intact" in proc.stdout
     # the sandbox was stopped
     assert "sandbox stopped" in proc.stdout
+    # nothing under OPTOUT_HOME readable by another account, no request file left, doctor clean
+    home = out / ".optout"
+    opened = [p for p in [home, *home.rglob("*")] if stat.S_IMODE(p.lstat().st_mode) & 0o077]
+    assert opened == []
+    assert list((home / "check" / "requests").iterdir()) == []
+    assert "$ optout doctor" in proc.stdout
+    assert "no findings: the installation is clean" in proc.stdout
     # never an NHS number on screen
     for text in (proc.stdout, proc.stderr):
         for run in re.findall(r"(?<!\d)\d{10}(?!\d)", text):

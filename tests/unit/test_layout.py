@@ -8,7 +8,8 @@ Layers, bottom to top (DEVELOPERS.md "Layout"):
     check/         the organisation's side of the check service (cohort, exchange, cleaned list, cache)
     release/ registry/   making and disclosing releases; the registry collection gate
     service/       the reference central service and the sandbox launcher (ground floor only)
-    synth, demo    development tools
+    synth, doctor  development tools; the installation check (spans the rooms)
+    demo           `make demo`
     cli/ web/      the front ends
 
 A module may import from its own room, from any lower layer, never from a room beside it or above.
@@ -46,6 +47,7 @@ RANK = {
     "release": 4,
     "registry": 4,
     "synth": 5,
+    "doctor": 5,  # checks the whole installation: spans the rooms below, used by cli/ and demo
     "demo": 6,
     "cli": 7,
     "web": 7,

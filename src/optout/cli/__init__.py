@@ -50,6 +50,7 @@ def _register_all() -> None:
         cache,
         check,
         collect,
+        doctor,
         flow,
         nhs_number,
         release,
@@ -57,7 +58,20 @@ def _register_all() -> None:
         service,
     )
 
-    for module in (nhs_number, apply, check, cache, sandbox, service, assess, flow, release, audit, collect):
+    for module in (
+        nhs_number,
+        apply,
+        check,
+        cache,
+        sandbox,
+        service,
+        assess,
+        flow,
+        release,
+        audit,
+        collect,
+        doctor,
+    ):
         module.register(app)
 
 
