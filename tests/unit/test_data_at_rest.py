@@ -27,7 +27,7 @@ from optout.check import check_cohort, collect, list_requests, state
 from optout.check.request import dat_bytes
 from optout.config import MeshSettings, Settings
 from optout.dat import write_dat
-from optout.errors import TransportError, UsageError
+from optout.errors import PendingError, TransportError, UsageError
 from optout.nhs_number import synthetic
 from optout.service import Register
 from optout.store import Store
@@ -305,3 +305,53 @@ def test_leftover_file_of_a_finished_request_is_removed_by_the_next_check(
         now=T0,
     )
     assert not path.exists()
+
+
+def test_unanswered_after_a_week_is_discarded_and_a_late_reply_ignored(
+    tmp_path: Path, settings: Settings, cohort: Path
+) -> None:
+    store = Store(settings.db_url)
+    box = FakeMailbox()
+    res = check_cohort(
+        cohort, out=tmp_path / "c.dat", settings=settings, store=store, mailbox=box, wait=None, now=T0
+    )
+    assert len(_request_files(settings)) == 1
+    later = T0 + timedelta(days=7, hours=1)
+    assert [r.state for r in list_requests(settings=settings, store=store, now=later)] == ["discarded"]
+    assert _request_files(settings) == []
+    with pytest.raises(UsageError, match="discarded"):
+        collect(res.local_id, settings=settings, store=store, mailbox=box, now=later)
+    # the service's answer arrives after all: acknowledged and noted, never written out
+    box.answer()
+    other = check_cohort(
+        cohort, out=tmp_path / "d.dat", settings=settings, store=store, mailbox=box, wait=None, now=later
+    )
+    with pytest.raises(PendingError):
+        collect(other.local_id, settings=settings, store=store, mailbox=box, now=later)
+    assert not (tmp_path / "c.dat").exists() and box.inbox_msgs == {}
+    kinds = {d["kind"] for d in state.get(store, res.local_id).details["duplicates"]}
+    assert kinds == {"notification", "cleaned-list"}
+
+
+def test_orphan_request_files_and_crash_temporaries_are_removed(
+    tmp_path: Path, settings: Settings, cohort: Path
+) -> None:
+    store = Store(settings.db_url)
+    folder = atomic.private_dir(settings.home / "check" / "requests")
+    orphan = folder / "optout-oneoff-nobody.dat"
+    tmp = folder / ".optout-oneoff-x.dat.abc123.tmp"
+    young = folder / "optout-oneoff-just-written.dat"
+    for p in (orphan, tmp, young):
+        p.write_bytes(b"x")
+    old = (datetime.now(UTC) - timedelta(days=2)).timestamp()
+    os.utime(orphan, (old, old))
+    os.utime(tmp, (old, old))
+    list_requests(settings=settings, store=store)
+    assert not orphan.exists() and not tmp.exists()
+    assert young.exists()  # another check may be about to record it
+    assert sorted(e.details for e in audit.entries(store) if e.action == "check.leftover-removed") == sorted(
+        [
+            '{"file":"optout-oneoff-nobody.dat","kind":"orphan"}',
+            '{"file":".optout-oneoff-x.dat.abc123.tmp","kind":"temp"}',
+        ]
+    )
