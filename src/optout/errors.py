@@ -131,7 +131,7 @@ class NotFoundError(OptoutError):
 
 EXIT_CODES: dict[int, str] = {
     0: "success",
-    1: "error (generic); for `optout doctor`: findings were reported (each with how to fix it)",
+    1: "error (generic); for optout doctor: findings were reported (each with how to fix it)",
     2: "usage error: wrong or contradictory options",
     3: "input error: a file could not be read or is malformed (file, row and column are named)",
     4: "policy refusal: the policy forbids what was asked (e.g. unmatched NHS numbers, expired cache)",
