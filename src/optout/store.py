@@ -89,7 +89,8 @@ releases = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("flow_id", sa.String(64), sa.ForeignKey("flows.id")),
     sa.Column("flow_version", sa.Integer),
-    sa.Column("state", sa.String(16), nullable=False),  # prepared | disclosed | expired | withdrawn
+    # preparing | prepared | disclosed | expired | withdrawn | failed (optout.release.lifecycle.STATES)
+    sa.Column("state", sa.String(16), nullable=False),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("checked_at", sa.String(40)),
     sa.Column("check_source", sa.String(16)),  # one-off | cache | none

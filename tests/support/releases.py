@@ -1,15 +1,19 @@
-"""Test helper: a release folder with a manifest and its ``releases`` row, as ``optout apply``
-leaves them (state "prepared"), without running apply. Used by the release tests."""
+"""Test helpers: a release folder with a manifest and its ``releases`` row, as ``optout apply``
+leaves them (state "prepared"), without running apply; and one as an apply killed half-way leaves
+it (state "preparing"). Used by the release tests."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from optout import audit
 from optout.release.lifecycle import CHECK_WINDOWS, MANIFEST_NAME
 from optout.store import Store, releases
 
@@ -60,3 +64,38 @@ def make_release(
             )
         )
     return out
+
+
+def make_preparing_release(
+    store: Store, root: Path, release_id: str, *, in_place: bool, host: str | None = None
+) -> tuple[Path, Path]:
+    """A release as a killed ``optout apply`` leaves it: recorded "preparing", its folder still in
+    the hidden staging folder (``in_place=False``) or renamed into place. Returns (OUT, staging)."""
+    out = root / release_id
+    staging = root / f".{release_id}.tmp-4194303-x1"  # a process id above Linux's pid_max: not running
+    staging.mkdir(parents=True)
+    data = b"id,age\n1,40\n"
+    (staging / "episodes.csv").write_bytes(data)
+    files = [{"path": "episodes.csv", "sha256": hashlib.sha256(data).hexdigest()}]
+    manifest = json.dumps({"format": "optout-release/1", "release_id": release_id, "files": files}).encode()
+    (staging / MANIFEST_NAME).write_bytes(manifest)
+    if in_place:
+        os.rename(staging, out)
+    now = datetime.now(UTC)
+    apply_info = {"staging": str(staging), "pid": 4194303, "host": host or socket.gethostname()}
+    with store.begin() as conn:
+        conn.execute(
+            releases.insert().values(
+                id=release_id,
+                state="preparing",
+                created_at=now.isoformat(),
+                checked_at=(now - timedelta(days=1)).isoformat(),
+                check_source="one-off",
+                deadline=(now + timedelta(days=19)).isoformat(),
+                out_dir=str(out),
+                manifest_sha256=hashlib.sha256(manifest).hexdigest(),
+                details={"engine": "duckdb", "apply": apply_info},
+            )
+        )
+    audit.record(store, "release.preparing", subject=release_id, actor="test")
+    return out, staging

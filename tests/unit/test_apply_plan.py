@@ -112,36 +112,87 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path: Path, monkeypatch: pyt
             out_dir=tmp_path / "rel",
             cleaned_list=cl,
             checked_at=CHECKED,
-            store=Store("sqlite://"),
+            store=Store(f"sqlite:///{tmp_path / 'meta.db'}"),
             now=CHECKED + timedelta(days=1),
         )
     assert not (tmp_path / "rel").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_a_store_failure_undoes_the_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("where", "recorded"),
+    [
+        ("optout.release.make._record_preparing", None),  # before the rename: nothing recorded
+        ("optout.release.recover.mark_prepared", "failed"),  # after it: the folder is undone
+    ],
+)
+def test_a_store_failure_undoes_the_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, recorded: str | None
+) -> None:
     """A release folder exists only when it is recorded (the lifecycle needs the row)."""
+    import sqlalchemy as sa
+
+    from optout.store import releases
+
     tables, cl = _setup(tmp_path)
-    import optout.release.make as rel
 
     def fail(*a: object, **k: object) -> None:
         raise OptoutError("store down", hint="x")
 
-    monkeypatch.setattr(rel, "_record", fail)
+    monkeypatch.setattr(where, fail)
     (tmp_path / "rel").mkdir()
     (tmp_path / "rel" / "old.txt").write_text("previous release")
+    store = Store(f"sqlite:///{tmp_path / 'meta.db'}")
     with pytest.raises(OptoutError, match="store down"):
         apply_opt_outs(
             tables,
             out_dir=tmp_path / "rel",
             cleaned_list=cl,
             checked_at=CHECKED,
-            store=Store("sqlite://"),
+            store=store,
             now=CHECKED + timedelta(days=1),
             force=True,
         )
     assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == ["old.txt"]  # the old one is back
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    with store.begin() as conn:
+        states = [r.state for r in conn.execute(sa.select(releases.c.state))]
+    assert states == ([recorded] if recorded else [])
+
+
+def test_interrupted_after_it_was_recorded_the_release_is_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C/SIGTERM after "prepared" but before the apply finished: the folder is rolled back,
+    so the record must not stay prepared."""
+    from optout import audit
+    from optout.release.lifecycle import get_release
+    from optout.release.manifest import StagedRelease
+
+    tables, cl = _setup(tmp_path)
+
+    def interrupted(self: StagedRelease) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StagedRelease, "finish", interrupted)
+    (tmp_path / "rel").mkdir()
+    (tmp_path / "rel" / "old.txt").write_text("previous release")
+    store = Store(f"sqlite:///{tmp_path / 'meta.db'}")
+    with pytest.raises(KeyboardInterrupt):
+        apply_opt_outs(
+            tables,
+            out_dir=tmp_path / "rel",
+            cleaned_list=cl,
+            checked_at=CHECKED,
+            store=store,
+            now=CHECKED + timedelta(days=1),
+            force=True,
+        )
+    assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == ["old.txt"]
+    entries = audit.entries(store)
+    assert [e.action for e in entries] == ["release.preparing", "release.prepared", "release.failed"]
+    rid = entries[0].subject
+    assert rid is not None and get_release(store, rid).stored_state == "failed"
 
 
 def test_engines_reject_unknown_names(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def test_apply_release_is_tied_to_the_flow_and_discloses(made: tuple[Store, str,
     result = disclose(store, rid, to=RECIPIENT, now=T0 + timedelta(days=19))
     assert result.release.state() == "disclosed" and result.linkcheck is None
     assert [e.action for e in audit.entries(store) if e.subject == rid] == [
+        "release.preparing",  # recorded before the folder was renamed into place
         "release.prepared",
         "release.disclosed",
     ]

@@ -18,6 +18,7 @@ from optout.audit.trail import (
     entry_hash,
     now_iso,
     record,
+    record_change,
     verify,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "entry_hash",
     "now_iso",
     "record",
+    "record_change",
     "verify",
 ]

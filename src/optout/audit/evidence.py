@@ -290,6 +290,8 @@ def build_evidence(
             "entries": len(in_range),
             "by_action": dict(sorted(counts.items())),
             "releases": len(release_list),
+            # every state, "preparing" and "failed" included: a failed release was never complete
+            "releases_by_state": dict(sorted(Counter(r["state"] for r in release_list).items())),
             "disclosures": sum(1 for r in release_list for d in r["disclosures"] if d["in_period"]),
             "late_disclosures": sum(
                 1

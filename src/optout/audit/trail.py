@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from optout.errors import IntegrityError, OptoutError, UsageError
 from optout.store import Store, audit_log
@@ -92,6 +93,29 @@ def record(
     at: str | None = None,
 ) -> Entry:
     """Append one entry to the chain and return it."""
+    entry = record_change(store, action, None, actor=actor, subject=subject, details=details, at=at)
+    assert entry is not None
+    return entry
+
+
+def record_change(
+    store: Store,
+    action: str,
+    change: Callable[[Connection], bool] | None,
+    *,
+    actor: str | None = None,
+    subject: str | None = None,
+    details: dict[str, Any] | None = None,
+    at: str | None = None,
+) -> Entry | None:
+    """Make a change in the store and append the entry recording it, in one transaction.
+
+    ``change(conn)`` runs first, in the transaction the entry is appended in; it returns False
+    when there was nothing to change (a compare-and-set such as ``UPDATE ... WHERE state = 'x'``
+    that matched no row because another process got there first), and then nothing is written
+    and None is returned. So a state and its audit entry are written together or not at all, and
+    two processes making the same change record it once.
+    """
     details = details or {}
     _refuse_nhs_numbers(details)
     _refuse_nhs_numbers(subject, "subject")
@@ -102,8 +126,11 @@ def record(
     guard_free_text("the actor name", actor, error=UsageError, hint=ACTOR_HINT)
     details_text = canonical(details)
     for _attempt in range(20):
+        appending = False
         try:
             with store.begin() as conn:
+                if change is not None and not change(conn):
+                    return None
                 last = conn.execute(
                     sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
                 ).first()
@@ -111,6 +138,7 @@ def record(
                 prev = GENESIS if last is None else last.hash
                 when = at or now_iso()
                 h = entry_hash(seq, when, actor, action, subject, details_text, prev)
+                appending = True
                 conn.execute(
                     audit_log.insert().values(
                         seq=seq,
@@ -125,6 +153,8 @@ def record(
                 )
                 return Entry(seq, when, actor, action, subject, details_text, prev, h)
         except sa.exc.IntegrityError:
+            if not appending:
+                raise  # the change itself was refused: not contention on the chain
             continue  # another process appended the same seq first: read the new tail and retry
     raise OptoutError("could not append to the audit log (too much contention)", hint="try again")
 

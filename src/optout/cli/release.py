@@ -28,7 +28,7 @@ def _deadline_cell(rel: Release) -> str:
 
 def _days_cell(rel: Release, now: datetime | None = None) -> str:
     left = rel.days_left(now)
-    if left is None or rel.state(now) in ("disclosed", "withdrawn"):
+    if left is None or rel.state(now) in ("disclosed", "withdrawn", "preparing", "failed"):
         return "-"
     if left < 0:
         return "expired"
@@ -38,14 +38,22 @@ def _days_cell(rel: Release, now: datetime | None = None) -> str:
 @release_app.command("list")
 def list_cmd(
     state: str | None = typer.Option(
-        None, "--state", help="Only releases in this state now: prepared, disclosed, expired or withdrawn."
+        None,
+        "--state",
+        help="Only releases in this state now: preparing, prepared, disclosed, expired, withdrawn or "
+        "failed (preparing: being made, or left by an interrupted apply; failed: its folder never "
+        "appeared; neither can be disclosed).",
     ),
     flow_id: str | None = typer.Option(
         None, "--flow", metavar="ID", help="Only releases made for this flow."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List releases, newest first: state, flow, deadline and whole days left to disclose."""
+    """List releases, newest first: state, flow, deadline and whole days left to disclose.
+
+    First settles any release an interrupted `optout apply` left in state preparing: prepared when
+    its folder is in place, failed when the folder never appeared (both recorded in the audit trail).
+    """
     from optout.release.lifecycle import list_releases
     from optout.store import open_store
 
@@ -124,6 +132,11 @@ def show_cmd(
         typer.echo(f"  {f.path}  sha256 {(f.sha256 or '?')[:16]}…{mark}")
     for d in rel.disclosures:
         typer.echo(f"disclosed to {d.recipient} at {d.disclosed_at[:19].replace('T', ' ')} by {d.actor}")
+    failed = rel.details.get("failed")
+    if rel.stored_state == "failed" and failed:
+        typer.echo(f"failed at {failed.get('at', '')[:19]}: {failed.get('reason')}; it cannot be disclosed")
+    if rel.stored_state == "preparing":
+        typer.echo("not complete: its apply is still running or was interrupted; it cannot be disclosed")
     withdrawn = rel.details.get("withdrawn")
     if withdrawn:
         typer.echo(

@@ -1,4 +1,4 @@
-"""Releases and disclosures: prepared -> disclosed | expired | withdrawn.
+"""Releases and disclosures: (preparing ->) prepared -> disclosed | expired | withdrawn.
 
 A *release* is a folder of files made ready to leave the organisation, with a manifest
 (``release.json``) listing every file and its SHA-256. ``optout apply`` makes one (state
@@ -25,9 +25,16 @@ follows it to the end:
   person accepts the risk with a recorded reason.
 - **withdraw** a release that has not been disclosed (data already disclosed need not be recalled,
   001 §8.3, and cannot be withdrawn).
+- **preparing** and **failed** come before ``prepared``: ``optout apply`` records a release as
+  ``preparing`` before its folder is renamed into place, and a release whose folder never appeared
+  (the apply was killed or failed) ends ``failed``. Neither can be disclosed or withdrawn;
+  :func:`list_releases` first settles those left by an interrupted apply
+  (:mod:`optout.release.recover`).
 
 Every change is recorded in the audit trail: ``release.disclosed``, ``release.withdrawn``,
-``release.expired``. Times come from ``now=`` (tests inject a clock), else the system clock.
+``release.expired`` (and, by ``optout apply`` and :mod:`optout.release.recover`,
+``release.preparing``, ``release.prepared``, ``release.failed``). Times come from ``now=``
+(tests inject a clock), else the system clock.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from optout.errors import (
     PolicyRefusal,
     UsageError,
 )
+from optout.release.recover import reconcile
 from optout.store import Store, disclosures, releases
 from optout.text import guard_free_text, mask, mask_nested
 
@@ -75,7 +83,7 @@ __all__ = [
 MANIFEST_NAME = "release.json"
 # 001 §8.4: days from the check to the last day of disclosure, by how the check was made
 CHECK_WINDOWS: dict[str, int] = {"one-off": 20, "cache": 13}
-STATES = ("prepared", "disclosed", "expired", "withdrawn")
+STATES = ("preparing", "prepared", "disclosed", "expired", "withdrawn", "failed")
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -240,10 +248,14 @@ def get_release(store: Store, release_id: str) -> Release:
 def list_releases(
     store: Store, *, now: datetime | None = None, state: str | None = None, flow_id: str | None = None
 ) -> list[Release]:
-    """Every release, newest first; ``state`` filters on the state *now* (expired included)."""
+    """Every release, newest first; ``state`` filters on the state *now* (expired included).
+
+    Releases left ``preparing`` by an interrupted apply are settled first (``recover.reconcile``).
+    """
     if state is not None and state not in STATES:
         raise UsageError(f"unknown release state {state!r}", hint="use one of: " + ", ".join(STATES))
     t = _now(now)
+    reconcile(store)
     with store.begin() as conn:
         q = sa.select(releases).order_by(releases.c.created_at.desc(), releases.c.id)
         if flow_id is not None:
@@ -433,8 +445,26 @@ def _mark_expired(store: Store, release: Release, t: datetime, who: str) -> None
         )
 
 
+def _refuse_unfinished(release: Release, state: str, doing: str) -> None:
+    """A release that was never complete (preparing, failed) can be neither disclosed nor withdrawn."""
+    if state == "preparing":
+        raise PolicyRefusal(
+            f"release {release.id} is not complete (preparing): its apply is still running or was "
+            f"interrupted, so it cannot be {doing}",
+            hint="wait for the apply to finish; `optout release list` settles a release an interrupted "
+            "apply left (prepared when its folder is in place, failed when it never appeared)",
+        )
+    if state == "failed":
+        why = (release.details.get("failed") or {}).get("reason")
+        raise PolicyRefusal(
+            f"release {release.id} failed" + (f" ({why})" if why else "") + f" and cannot be {doing}",
+            hint="apply again to make a new release",
+        )
+
+
 def _refuse_state(release: Release, t: datetime, to: str) -> None:
     state = release.state(t)
+    _refuse_unfinished(release, state, "disclosed")
     again = "re-run the check (`optout check`, or `optout cache refresh` for a cache), then " + (
         f"`optout apply ... --flow {release.flow_id}`" if release.flow_id else "`optout apply`"
     )
@@ -472,6 +502,11 @@ def _refuse_state(release: Release, t: datetime, to: str) -> None:
             f"release {release.id} expired: its disclosure deadline passed on {deadline} ({how}); "
             "opt-outs registered since the check may not have been removed",
             hint=f"{again}, and disclose the new release",
+        )
+    if state != "prepared":  # fail closed on any state this code does not know
+        raise PolicyRefusal(
+            f"release {release.id} is {state} and cannot be disclosed",
+            hint="apply again to make a new release",
         )
 
 
@@ -618,6 +653,7 @@ def withdraw(
     who = _actor(actor)
     release = get_release(store, release_id)
     state = release.state(t)
+    _refuse_unfinished(release, state, "withdrawn")
     if state == "withdrawn":
         raise PolicyRefusal(f"release {release.id} is already withdrawn", hint="nothing to do")
     if state == "disclosed":

@@ -8,8 +8,10 @@
    ``unmatched`` choice (001 §8.2) fits;
 3. classify every row of every table (engine: DuckDB streaming, or the pure-Python reference);
    with ``unmatched="fail"`` stop here when any NHS number is missing or invalid;
-4. write the kept rows into a temporary folder beside ``out_dir``, with ``release.json``; rename
-   it into place; record the release (state "prepared") and an audit entry (counts only).
+4. write the kept rows into a temporary folder beside ``out_dir``; record the release (state
+   "preparing", audited, counts only), write ``release.json``, rename the folder into place, and
+   record it "prepared" (audited). A release left "preparing" by a killed apply is settled by the
+   next apply or ``optout release list`` (:mod:`optout.release.recover`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from optout.release.manifest import (
     staged_release,
 )
 from optout.release.plan import ReleasePlan, make_plan
+from optout.release.recover import attempt, reconcile, sweep_replaced
 from optout.release.report import ReleaseReport, TableReport
 from optout.version import __version__
 
@@ -256,11 +259,13 @@ def apply_opt_outs(
             raise refusal
         return report_of(counts)
 
-    if flow_id is not None and store is None:
+    if store is None:
         store = _open_store()
+    reconcile(store)  # settle what an interrupted apply left
+    sweep_replaced(out)
     flow_version = _flow_version(store, flow_id) if flow_id is not None else None
 
-    with staged_release(out, force=force) as staged:
+    with attempt(store, release_id) as tracked, staged_release(out, force=force) as staged:
         spill = staged.path(".spill")
         spill.mkdir()
         before = {t.name: _stat_key(t.source.path) for t in plan.tables}
@@ -295,12 +300,14 @@ def apply_opt_outs(
             report, plan, al, cohort_sha, inputs, files, counts, flow_id, flow_version, t_now
         )
         data = manifest_bytes(manifest)
-        (staged.path(MANIFEST_NAME)).write_bytes(data)
         report.manifest_sha256 = hashlib.sha256(data).hexdigest()
+        # recorded before it can be seen: no release folder without a record and an audit entry
+        tracked.preparing(
+            staged.tmp, lambda info: _record_preparing(store, report, flow_id, flow_version, counts, info)
+        )
+        (staged.path(MANIFEST_NAME)).write_bytes(data)
         staged.commit()
-        if store is None:
-            store = _open_store()
-        _record(store, report, flow_id, flow_version, counts)
+        tracked.prepared()
         staged.finish()
     return report
 
@@ -402,13 +409,17 @@ def _manifest(
     }
 
 
-def _record(
+def _record_preparing(
     store: Store,
     report: ReleaseReport,
     flow_id: str | None,
     flow_version: int | None,
     counts: Mapping[str, TableCounts],
+    apply_info: dict[str, Any],
 ) -> None:
+    """The release row in state "preparing" and its audit entry, in one transaction."""
+    from sqlalchemy.engine import Connection
+
     from optout import audit
     from optout.store import releases
 
@@ -420,25 +431,29 @@ def _record(
         "engine": report.engine,
         "cleaned_list_sha256": report.cleaned_list_sha256,
     }
-    with store.begin() as conn:
+
+    def insert(conn: Connection) -> bool:
         conn.execute(
             releases.insert().values(
                 id=report.release_id,
                 flow_id=flow_id,
                 flow_version=flow_version,
-                state="prepared",
+                state="preparing",
                 created_at=_iso(report.created_at),
                 checked_at=_iso(report.checked_at),
                 check_source=report.check_source,
                 deadline=_iso(report.deadline),
                 out_dir=report.out_dir,
                 manifest_sha256=report.manifest_sha256,
-                details=details,
+                details={**details, "apply": apply_info},
             )
         )
-    audit.record(
+        return True
+
+    audit.record_change(
         store,
-        "release.prepared",
+        "release.preparing",
+        insert,
         subject=report.release_id,
         details={**details, "deadline": _iso(report.deadline), "manifest_sha256": report.manifest_sha256},
     )

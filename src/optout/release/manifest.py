@@ -3,9 +3,10 @@
 Everything is written into a hidden sibling ``.OUT.tmp-<pid>-<random>`` in the same folder, then
 renamed into place in one step, so a reader sees either no release or the whole release. On any
 error, Ctrl-C or SIGTERM the temporary folder is removed; after a SIGKILL or power cut it stays
-hidden (no ``release.json`` is ever in it, that is written last) and the next ``apply`` into the
-same folder removes it. With ``force`` an existing release is renamed away, the new one renamed
-in, then the old one deleted.
+hidden and the next ``apply`` into the same folder removes it. ``release.json`` is written last,
+only after the release is recorded "preparing", so a left folder holding one is known to the store
+and is removed by the next ``apply`` or ``release list`` (:mod:`optout.release.recover`). With
+``force`` an existing release is renamed away, the new one renamed in, then the old one deleted.
 
 The manifest lists every output file with its SHA-256 and row count (``files``: the format that
 ``optout.release.lifecycle`` verifies before a disclosure), every input with its SHA-256, the cleaned
