@@ -25,7 +25,7 @@ The **floor** in the same sandbox, same mailboxes, same adapter (:class:`~optout
 same request bytes: the org sends the ``.dat`` to the service mailbox, the service downloads it and
 sends the very same bytes back, the org downloads them (acknowledging each; nothing parsed).
 
-Compared (see the README's "MESH round trip"): the service's **answer** time, and the **client
+Compared (see docs/speed.md, "MESH round trip"): the service's **answer** time, and the **client
 overhead** = (client stages - the floor's two org legs) / floor, i.e. how much longer the round
 trip would take than the floor if the service only passed the bytes back. Equivalently
 ``(client stages + floor's service legs) / floor`` = 1 + overhead.

@@ -1,4 +1,4 @@
-"""The documented exit codes of the command line itself (README "Exit codes")."""
+"""The documented exit codes of the command line itself (docs/reference/exit-codes.md)."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ def _print_saved(rec: Any, decision: Any, verb: str) -> None:
 @flow_app.command("add")
 def add_cmd(
     flow_file: Path = typer.Argument(
-        ..., metavar="FLOW.yaml", help="The flow file (see README 'Flow files')."
+        ..., metavar="FLOW.yaml", help="The flow file (see docs/reference/flow-files.md)."
     ),
     flow_id: str | None = typer.Option(
         None, "--id", metavar="ID", help="The flow's id (a slug); default: the file name without .yaml."

@@ -335,7 +335,7 @@ class Flow:
             raise InputError(
                 "A flow must be a mapping of keys to facts",
                 where=Location(file=src, value_class=type(data).__name__),
-                hint="Start from an example flow file and fill in its keys (see README 'Flow files').",
+                hint="Start from an example flow file and fill in its keys (docs/reference/flow-files.md).",
             )
         flat: dict[str, Any] = {}
         _flatten(data, "", flat, src, lines or {})

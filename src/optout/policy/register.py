@@ -21,8 +21,8 @@ A release made for a flow records the flow's version; if the flow changes afterw
 release no longer describes what was assessed and ``optout release disclose`` refuses it (see
 :mod:`optout.release.lifecycle`).
 
-The flow file is the policy engine's format (see ``optout assess --help`` and the README). The
-register stores the facts as the policy engine read them (``Flow.to_dict()``: aliases resolved,
+The flow file is the policy engine's format (see ``optout assess --help`` and
+docs/reference/flow-files.md). The register stores the facts as the policy engine read them (``Flow.to_dict()``: aliases resolved,
 schema order), so an edit with ``--set key=value`` (dotted keys: ``recipient.role=processor``)
 is the stored facts with one key changed, validated and assessed again by the policy engine.
 """

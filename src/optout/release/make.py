@@ -197,7 +197,7 @@ def apply_opt_outs(
 ) -> ReleaseReport:
     """Remove every opted-out person's whole record from ``tables`` into the release ``out_dir``.
 
-    See the module docstring and README "optout apply" for every choice. Returns the report;
+    See the module docstring and docs/guides/data-engineer.md for every choice. Returns the report;
     raises ``optout.errors`` exceptions (never with an NHS number in the message).
     """
     t_now = _now(now)
