@@ -22,7 +22,8 @@ release no longer describes what was assessed and ``optout release disclose`` re
 :mod:`optout.release.lifecycle`).
 
 The flow file is the policy engine's format (see ``optout assess --help`` and
-docs/reference/flow-files.md). The register stores the facts as the policy engine read them (``Flow.to_dict()``: aliases resolved,
+docs/reference/flow-files.md). The register stores the facts as the policy engine read them
+(``Flow.to_dict()``: aliases resolved,
 schema order), so an edit with ``--set key=value`` (dotted keys: ``recipient.role=processor``)
 is the stored facts with one key changed, validated and assessed again by the policy engine.
 """
