@@ -194,11 +194,13 @@ def apply_opt_outs(
     delimiter: str | None = None,
     quote: str | None = None,
     progress: Callable[[str, str], None] | None = None,
+    actor: str | None = None,
 ) -> ReleaseReport:
     """Remove every opted-out person's whole record from ``tables`` into the release ``out_dir``.
 
     See the module docstring and docs/guides/data-engineer.md for every choice. Returns the report;
-    raises ``optout.errors`` exceptions (never with an NHS number in the message).
+    raises ``optout.errors`` exceptions (never with an NHS number in the message). ``actor`` names
+    who made the release in its audit entries (the web app's user); default: the settings' actor.
     """
     t_now = _now(now)
     if report_for not in REPORT_FOR:
@@ -265,7 +267,7 @@ def apply_opt_outs(
     sweep_replaced(out)
     flow_version = _flow_version(store, flow_id) if flow_id is not None else None
 
-    with attempt(store, release_id) as tracked, staged_release(out, force=force) as staged:
+    with attempt(store, release_id, actor=actor) as tracked, staged_release(out, force=force) as staged:
         spill = staged.path(".spill")
         spill.mkdir()
         before = {t.name: _stat_key(t.source.path) for t in plan.tables}
@@ -303,7 +305,8 @@ def apply_opt_outs(
         report.manifest_sha256 = hashlib.sha256(data).hexdigest()
         # recorded before it can be seen: no release folder without a record and an audit entry
         tracked.preparing(
-            staged.tmp, lambda info: _record_preparing(store, report, flow_id, flow_version, counts, info)
+            staged.tmp,
+            lambda info: _record_preparing(store, report, flow_id, flow_version, counts, info, actor),
         )
         (staged.path(MANIFEST_NAME)).write_bytes(data)
         staged.commit()
@@ -416,6 +419,7 @@ def _record_preparing(
     flow_version: int | None,
     counts: Mapping[str, TableCounts],
     apply_info: dict[str, Any],
+    actor: str | None = None,
 ) -> None:
     """The release row in state "preparing" and its audit entry, in one transaction."""
     from sqlalchemy.engine import Connection
@@ -454,6 +458,7 @@ def _record_preparing(
         store,
         "release.preparing",
         insert,
+        actor=actor,
         subject=report.release_id,
         details={**details, "deadline": _iso(report.deadline), "manifest_sha256": report.manifest_sha256},
     )

@@ -152,7 +152,12 @@ def _compare_and_set(
 
 
 def mark_prepared(
-    store: Store, release_id: str, *, reason: str | None = None, now: datetime | None = None
+    store: Store,
+    release_id: str,
+    *,
+    reason: str | None = None,
+    now: datetime | None = None,
+    actor: str | None = None,
 ) -> bool:
     """preparing -> prepared, audited (``release.prepared``); False when it was not preparing."""
     row = _row(store, release_id)
@@ -168,6 +173,7 @@ def mark_prepared(
             store,
             "release.prepared",
             change,
+            actor=actor,
             subject=release_id,
             details=entry,
             at=_iso(now) if now else None,
@@ -183,6 +189,7 @@ def mark_failed(
     reason: str,
     states: Sequence[str] = ("preparing",),
     now: datetime | None = None,
+    actor: str | None = None,
 ) -> bool:
     """``states`` -> failed, audited (``release.failed``); False when it was in none of them."""
     row = _row(store, release_id)
@@ -198,7 +205,9 @@ def mark_failed(
     }
     change = _compare_and_set(release_id, (row.state,), {"state": "failed", "details": details})
     return (
-        audit.record_change(store, "release.failed", change, subject=release_id, details=entry, at=at)
+        audit.record_change(
+            store, "release.failed", change, actor=actor, subject=release_id, details=entry, at=at
+        )
         is not None
     )
 
@@ -318,9 +327,10 @@ def sweep_replaced(out: Path) -> None:
 class Attempt:
     """One apply's release, from its staging folder to ``prepared`` (see the module docstring)."""
 
-    def __init__(self, store: Store, release_id: str) -> None:
+    def __init__(self, store: Store, release_id: str, actor: str | None = None) -> None:
         self.store = store
         self.release_id = release_id
+        self.actor = actor  # who is making it (the web app's user); None: the settings' actor
         self.hold: Hold | None = None
         self.recorded = False
 
@@ -332,7 +342,7 @@ class Attempt:
 
     def prepared(self) -> None:
         """The folder is in place: preparing -> prepared (audited)."""
-        if not mark_prepared(self.store, self.release_id):
+        if not mark_prepared(self.store, self.release_id, actor=self.actor):
             raise OptoutError(
                 f"release {self.release_id} changed while it was being recorded",
                 hint=f"look at `optout release show {self.release_id}`",
@@ -340,14 +350,14 @@ class Attempt:
 
 
 @contextlib.contextmanager
-def attempt(store: Store, release_id: str) -> Iterator[Attempt]:
+def attempt(store: Store, release_id: str, *, actor: str | None = None) -> Iterator[Attempt]:
     """Track one apply's release; on an error after ``preparing`` was recorded that leaves no
     release folder in place, mark it failed (from ``prepared`` too: the folder was rolled back).
 
     Enter it *before* the staging folder (``with attempt(...) as a, staged_release(...) as s:``)
     so the folder is already rolled back when this looks, and the lock is held until then.
     """
-    a = Attempt(store, release_id)
+    a = Attempt(store, release_id, actor)
     try:
         yield a
     except BaseException as exc:
@@ -360,6 +370,7 @@ def attempt(store: Store, release_id: str) -> Iterator[Attempt]:
                         release_id,
                         reason=f"apply stopped before the release was complete ({type(exc).__name__})",
                         states=("preparing", "prepared"),
+                        actor=actor,
                     )
         raise
     finally:
