@@ -125,6 +125,46 @@ audit_log = sa.Table(
 )
 
 
+# --- the web app's local accounts (optout.web; migration 0004) -------------------------------------
+# Passwords are argon2 hashes; session and API-token secrets are stored as SHA-256 digests only
+# (they are long random values, so a plain digest is enough; the secret itself is never stored).
+web_users = sa.Table(
+    "web_users",
+    metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),  # admin | ig_lead | analyst | viewer
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False, default=0),
+    sa.Column("locked_until", sa.String(40)),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("last_login_at", sa.String(40)),
+)
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("id_sha256", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(64), sa.ForeignKey("web_users.username"), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("last_seen_at", sa.String(40), nullable=False),
+    sa.Column("expires_at", sa.String(40), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False, default=dict),  # flash messages, wizard state
+)
+
+web_api_tokens = sa.Table(
+    "web_api_tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),  # the token's public prefix
+    sa.Column("username", sa.String(64), sa.ForeignKey("web_users.username"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("last_used_at", sa.String(40)),
+    sa.Column("revoked_at", sa.String(40)),
+)
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _lock = threading.Lock()
 _upgraded: set[str] = set()

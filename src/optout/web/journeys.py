@@ -1,0 +1,122 @@
+"""What the journey pages share: drafts, the acting user's settings, errors shown on a form,
+and how a decision of the rules is shown.
+
+Used by ``routes/{assess,releases,uploads,checks,checklist,socialcare}.py``. No rule lives here:
+decisions come from :mod:`optout.policy`, and this only arranges them for a page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from optout.config import Settings
+from optout.errors import OptoutError
+from optout.policy import COMPLIANCE, Decision
+from optout.policy.questions import question
+from optout.policy.rules import exemption as rule_by_id
+from optout.text import mask
+from optout.web.accounts import User
+from optout.web.deps import audit_actor, get_settings, get_web_config
+from optout.web.drafts import Drafts
+
+__all__ = [
+    "HEADLINES",
+    "acting_settings",
+    "decision_view",
+    "drafts",
+    "form_error",
+    "long_date",
+    "uploads_root",
+]
+
+HEADLINES = {
+    "applies": "The national data opt-out applies",
+    "does-not-apply": "The national data opt-out does not apply",
+    "cannot-decide": "We cannot decide yet",
+}
+
+
+def acting_settings(request: Request, user: User) -> Settings:
+    """The library settings with the web user as the actor recorded in the audit trail."""
+    return dataclasses.replace(get_settings(request), actor=audit_actor(user))
+
+
+def web_home(request: Request) -> Path:
+    return Path(get_settings(request).home) / "web"
+
+
+def uploads_root(request: Request) -> Path:
+    cfg = get_web_config(request)
+    return Path(cfg.upload_dir) if cfg.upload_dir else web_home(request) / "uploads"
+
+
+def drafts(request: Request, kind: str) -> Drafts:
+    """Assessment drafts under ``<home>/web/drafts``; release journeys (with their uploaded
+    files) under the upload folder (``OPTOUT_WEB_UPLOAD_DIR``, default ``<home>/web/uploads``)."""
+    if kind == "release":
+        return Drafts(uploads_root(request), kind)
+    return Drafts(web_home(request) / "drafts", kind)
+
+
+def form_error(exc: OptoutError, href: str) -> list[dict[str, str]]:
+    """An error for the NHS error summary, linked to the field; never a value from a row."""
+    text = mask(exc.message)
+    where = exc.where.describe() if exc.where is not None else ""
+    if where and where not in text:
+        text = f"{text} ({mask(where)})"
+    return [{"text": text, "href": href}]
+
+
+def long_date(value: datetime | str | None) -> str:
+    """'3 March 2026, 09:30 UTC' (or '' for nothing)."""
+    if value is None or value == "":
+        return ""
+    t = datetime.fromisoformat(value) if isinstance(value, str) else value
+    text = f"{t.day} {t:%B %Y}"
+    return text + (f", {t:%H:%M} UTC" if (t.hour, t.minute) != (0, 0) else "")
+
+
+def decision_view(decision: Decision, *, change_href: str | None = None) -> dict[str, Any]:
+    """A decision arranged for the page: headline, how it complies, the reasons with their clauses,
+    the notes, and the facts still missing (each with the question that answers it)."""
+    steps = [r for r in decision.reasons if r.kind not in ("note", "missing")]
+    notes = [r for r in decision.reasons if r.kind in ("note", "missing")]
+    missing = []
+    for path in decision.missing:
+        try:
+            q = question(path)
+            title = q.title
+        except KeyError:
+            title = path
+        missing.append(
+            {"fact": path, "question": title, "href": f"{change_href}/{path}" if change_href else None}
+        )
+    exemption = None
+    if decision.exemption:
+        try:
+            rule = rule_by_id(decision.exemption)
+            exemption = {"id": rule.id, "clause": rule.clause, "wording": rule.wording}
+        except KeyError:
+            exemption = {"id": decision.exemption, "clause": "", "wording": ""}
+    holder = None
+    if decision.holder is not None:
+        h = decision.holder
+        holder = {"name": h.now_name, "since": long_date(h.since.isoformat()) if h.since else ""}
+    return {
+        "outcome": decision.outcome,
+        "headline": HEADLINES.get(decision.outcome, decision.outcome),
+        "compliance": decision.compliance,
+        "compliance_text": COMPLIANCE.get(decision.compliance or "", decision.compliance or ""),
+        "exemption": exemption,
+        "holder": holder,
+        "alternatives": list(decision.alternatives),
+        "steps": [{"clause": r.clause, "text": r.text, "kind": r.kind, "file": r.file} for r in steps],
+        "notes": [{"clause": r.clause, "text": r.text, "kind": r.kind} for r in notes],
+        "missing": missing,
+        "rules_version": decision.rules_version,
+    }
