@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from optout import synth
+from optout.atomic import private_dir
 
 POPULATION = 100_000
 OPT_OUT_RATE = 0.054
@@ -69,7 +70,8 @@ def main() -> None:
             [sys.executable, "-m", "optout", "sandbox", "stop"], env=env0, cwd=root, capture_output=True
         )
         shutil.rmtree(root)
-    root.mkdir()
+    # the synthetic extract stands in for patient-level data: keep the whole folder owner-only
+    private_dir(root)
     env = dict(os.environ)
     for key in [k for k in env if k.startswith("OPTOUT_")]:
         del env[key]

@@ -38,6 +38,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     home = out / ".optout"
     opened = [p for p in [home, *home.rglob("*")] if stat.S_IMODE(p.lstat().st_mode) & 0o077]
     assert opened == []
+    # the demo's synthetic extract and release sit in an owner-only folder too
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert list((home / "check" / "requests").iterdir()) == []
     assert "$ optout doctor" in proc.stdout
     assert "no findings: the installation is clean" in proc.stdout
