@@ -56,6 +56,7 @@ def _register_all() -> None:
         release,
         sandbox,
         service,
+        web,
     )
 
     for module in (
@@ -71,6 +72,7 @@ def _register_all() -> None:
         audit,
         collect,
         doctor,
+        web,
     ):
         module.register(app)
 

@@ -123,14 +123,14 @@ def username_problem(username: str) -> str | None:
     return None
 
 
-def _check_username(username: str) -> str:
+def check_username(username: str) -> str:
     problem = username_problem(username)
     if problem:
         raise UsageError(problem, hint="e.g. j.smith or care-home-manager")
     return username
 
 
-def _check_role(role: str) -> str:
+def check_role(role: str) -> str:
     if role not in ROLES:
         raise UsageError(f"unknown role {role!r}", hint=f"use one of: {', '.join(ROLES)}")
     return role
@@ -168,8 +168,8 @@ def list_users(store: Store) -> list[User]:
 
 def create_user(store: Store, username: str, role: str, password: str, *, actor: str) -> User:
     """Add a user (audited ``web.user.created``); UsageError when the name is taken or invalid."""
-    _check_username(username)
-    _check_role(role)
+    check_username(username)
+    check_role(role)
     _check_password(password, username)
     pw_hash = security.hash_password(password)
     now = _iso(_now())
@@ -226,7 +226,7 @@ def _refuse_last_admin(store: Store, username: str) -> None:
 
 
 def set_role(store: Store, username: str, role: str, *, actor: str) -> User:
-    _check_role(role)
+    check_role(role)
     user = require_user(store, username)
     if user.role == role:
         return user
