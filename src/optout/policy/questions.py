@@ -78,7 +78,7 @@ class Question:
     def label_of(self, value: Any) -> str:
         """How an answer reads on a check-your-answers page."""
         if value is None:
-            return "I don't know"
+            return "None" if self.kind == "text-list" else "I don't know"
         if isinstance(value, (list, tuple)):
             return ", ".join(self.label_of(v) for v in value) if value else "None"
         if isinstance(value, bool):
@@ -114,6 +114,16 @@ def _split(text: str) -> tuple[str, str | None, str | None]:
     return title.strip() + "?", rest or None, clause
 
 
+def _humanise(value: str) -> str:
+    """A vocabulary word without a label, as words: 'nhs-number' -> 'NHS number'."""
+    words = value.replace("-", " ").split()
+    upper = {"nhs": "NHS", "chi": "CHI", "gp": "GP", "uk": "UK"}
+    out = [upper.get(w, w) for w in words]
+    if out and out[0] == words[0]:
+        out[0] = out[0].capitalize()
+    return " ".join(out)
+
+
 def _known_approvals() -> tuple[str, ...]:
     """The approval references the rules' conditions name (002 NOTED EXCLUSIONS; the guidance):
     the answers worth trying, and shown as examples."""
@@ -143,7 +153,7 @@ def question(path: str) -> Question:
         table = vocabulary()[spec.values_from]
         for value, entry in table.items():
             entry = entry or {}
-            label = str(entry.get("label", value))
+            label = str(entry.get("label") or _humanise(value))
             extra = entry.get("description")
             options.append(Option(value, label, " ".join(str(extra).split()) if extra else None))
     elif spec.kind == "text-list":

@@ -107,7 +107,7 @@ class Drafts:
 
     def mine(self, owner: str) -> list[Draft]:
         """The owner's drafts, newest first."""
-        out = []
+        out: list[Draft] = []
         if not self.root.is_dir():
             return out
         for entry in self.root.iterdir():

@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from optout.web.routes import (
     api_docs,
     api_tokens,
+    assess,
     audit,
     auth,
     dashboard,
@@ -22,6 +23,7 @@ from optout.web.routes import (
 ROUTERS: list[APIRouter] = [
     api_docs.router,
     api_tokens.router,
+    assess.router,
     audit.router,
     auth.router,
     dashboard.router,

@@ -111,9 +111,7 @@ def _asked(draft: Draft) -> list[Question]:
     """Questions answered (or answered "I don't know"), in the flow file's order."""
     answers, unknown = _answers(draft), set(_unknown(draft))
     return [
-        question(s.path)
-        for s in FACTS
-        if s.kind in ASKED_KINDS and (s.path in answers or s.path in unknown)
+        question(s.path) for s in FACTS if s.kind in ASKED_KINDS and (s.path in answers or s.path in unknown)
     ]
 
 
@@ -346,7 +344,12 @@ async def details_submit(request: Request, draft_id: str, user: User = Depends(c
         try:
             date.fromisoformat(values["review_date"])
         except ValueError:
-            errors.append({"text": "Enter the review date as YYYY-MM-DD, for example 2027-03-31", "href": "#review-date"})
+            errors.append(
+                {
+                    "text": "Enter the review date as YYYY-MM-DD, for example 2027-03-31",
+                    "href": "#review-date",
+                }
+            )
     if errors:
         ctx = {"draft": draft, "values": values, "errors": errors, "back": f"{_base(draft)}/check"}
         return render(request, "assess/details.html", ctx, status_code=400)
@@ -542,7 +545,9 @@ def reassess(request: Request, flow_id: str, user: User = Depends(require_role("
 def _facts_from_body(body: dict[str, Any]) -> dict[str, Any]:
     facts = body.get("facts")
     if not isinstance(facts, dict):
-        raise UsageError("send the flow's facts as an object under 'facts'", hint='{"facts": {"purpose": "research"}}')
+        raise UsageError(
+            "send the flow's facts as an object under 'facts'", hint='{"facts": {"purpose": "research"}}'
+        )
     if any("." in k for k in facts):  # flat answers ("recipient.role": ...) are accepted too
         return answers_to_mapping(facts)
     return facts
@@ -586,7 +591,12 @@ def api_flow(request: Request, flow_id: str, user: User = Depends(current_user))
         "flow": rec.to_dict(),
         "decision_now": flows.assess_record(rec).to_dict(),
         "versions": [
-            {"version": v.version, "decision": v.decision, "changed_at": v.changed_at, "changed_by": v.changed_by}
+            {
+                "version": v.version,
+                "decision": v.decision,
+                "changed_at": v.changed_at,
+                "changed_by": v.changed_by,
+            }
             for v in flows.history(store, flow_id)
         ],
     }
@@ -622,7 +632,11 @@ def api_edit_flow(
 
 
 @router.post("/api/flows/{flow_id}/reassess", tags=["flows"])
-def api_reassess(request: Request, flow_id: str, user: User = Depends(require_role("ig_lead"))) -> dict[str, Any]:
+def api_reassess(
+    request: Request, flow_id: str, user: User = Depends(require_role("ig_lead"))
+) -> dict[str, Any]:
     """Record the decision the current rules give (a new version only if it changed)."""
-    rec, decision, changed = flows.edit_flow(get_store(request), flow_id, reassess=True, actor=audit_actor(user))
+    rec, decision, changed = flows.edit_flow(
+        get_store(request), flow_id, reassess=True, actor=audit_actor(user)
+    )
     return {"flow": rec.to_dict(), "decision": decision.to_dict(), "changed": changed}
