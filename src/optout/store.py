@@ -165,6 +165,23 @@ web_api_tokens = sa.Table(
     sa.Column("revoked_at", sa.String(40)),
 )
 
+# --- compliance checklists (optout.policy.checklist; migration 0005) ---------------------------------
+# What the organisation recorded against each task of checklist.yaml (002 PREPARING FOR COMPLIANCE,
+# the 003 audit checklist); a task with no row is "not-started".
+checklist_tasks = sa.Table(
+    "checklist_tasks",
+    metadata,
+    sa.Column("checklist", sa.String(64), primary_key=True),
+    sa.Column("task_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # not-started | in-progress | done | not-applicable
+    sa.Column("owner_role", sa.String(16)),
+    sa.Column("due_date", sa.String(10)),
+    sa.Column("notes", sa.Text),
+    sa.Column("evidence", sa.JSON, nullable=False, default=list),  # "flow:ID", "release:ID", https://...
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+)
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _lock = threading.Lock()
 _upgraded: set[str] = set()
