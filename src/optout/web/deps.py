@@ -255,7 +255,7 @@ class NavItem:
 # area that is not mounted does not appear) and the user holds one of its roles.
 NAV: list[NavItem] = [
     NavItem("/", "Dashboard"),
-    NavItem("/assess", "Does the opt-out apply?"),
+    NavItem("/flows", "Data flows"),
     NavItem("/releases", "Releases"),
     NavItem("/checks", "Checks and cache"),
     NavItem("/checklist", "Compliance checklist"),
