@@ -71,7 +71,10 @@ def create_app(settings: Settings | None = None, *, web_config: WebConfig | None
     for router in ROUTERS:
         app.include_router(router)
     app.state.page_paths = {
-        getattr(r, "path", "") for r in app.routes if "GET" in (getattr(r, "methods", None) or ())
+        getattr(r, "path", "")
+        for router in ROUTERS
+        for r in router.routes
+        if "GET" in (getattr(r, "methods", None) or ())
     }
     _error_handlers(app)
 

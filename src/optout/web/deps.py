@@ -211,6 +211,16 @@ def _csrf_input(ctx: Any) -> Markup:
     )
 
 
+def _link(href: str, text: Any, hidden: str | None = None) -> Markup:
+    """``<a href="...">text</a>`` (both escaped), with visually hidden extra text for screen readers."""
+    extra = Markup('<span class="nhsuk-u-visually-hidden"> {}</span>').format(hidden) if hidden else ""
+    return Markup('<a href="{}">{}{}</a>').format(href, text, extra)
+
+
+def _code(text: Any) -> Markup:
+    return Markup('<code class="app-hash">{}</code>').format(text)
+
+
 # --------------------------------------------------------------------------- flash messages
 
 
@@ -298,6 +308,8 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["csrf_input"] = _csrf_input
+    env.globals["link"] = _link
+    env.globals["code"] = _code
     env.globals["SERVICE_NAME"] = SERVICE_NAME
     env.globals["ROLE_LABELS"] = accounts.ROLE_LABELS
     env.filters["urlquote"] = lambda s: quote(str(s), safe="")

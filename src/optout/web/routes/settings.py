@@ -91,7 +91,11 @@ def cache_key_status(settings: Settings) -> dict[str, Any]:
     try:
         check_cache.load_key(settings)
     except OptoutError as exc:
-        return {"present": False, "source": source, "problem": mask(exc.message)}
+        if exc.message.startswith("no key"):
+            problem = "There is no key. Make one with: optout cache keygen"
+        else:
+            problem = mask(exc.message)
+        return {"present": False, "source": source, "problem": problem}
     return {"present": True, "source": source, "problem": None}
 
 
