@@ -3,7 +3,8 @@
 - ``web_settings`` / ``web_config``: a fresh ``OPTOUT_HOME`` in a tmp folder (SQLite metadata
   store), cookies in "auto" mode (plain http on loopback: no ``Secure``), a random secret key.
 - ``web_app``: ``create_app`` on them, with one user per role already made: ``USERS[role]`` is
-  the username, ``PASSWORD`` the password of each.
+  the username, ``PASSWORD`` the password of each (a store made once per session and copied;
+  argon2 runs with small parameters here, see ``_fast_password_hashing``).
 - ``client(role=None)``: a Starlette TestClient signed in as that role (None: signed out).
   Use ``csrf(client, path)`` to read a form's CSRF token and ``post_form(client, path, data)``
   to send a form the way a browser does.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -55,9 +57,42 @@ BASE_URL = "http://127.0.0.1"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    """argon2 with small parameters in these tests (the same code; production parameters are
+    checked in test_accounts.py): the default costs half a second a hash on a busy machine."""
+    from argon2 import PasswordHasher
+
+    from optout.web import security
+
+    saved = security._hasher, security._DUMMY_HASH
+    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    security._DUMMY_HASH = security._hasher.hash("not a password")
+    try:
+        yield
+    finally:
+        security._hasher, security._DUMMY_HASH = saved
+
+
+@pytest.fixture(scope="session")
+def _template_db(tmp_path_factory: pytest.TempPathFactory, _fast_password_hashing: None) -> Path:
+    """A metadata store migrated and holding one user per role, made once and copied per test."""
+    home = tmp_path_factory.mktemp("web-template")
+    app = create_app(Settings(home=home, actor="web-tests"), web_config=WebConfig(secret_key=b"t" * 32))
+    for role, username in USERS.items():
+        accounts.create_user(app.state.store, username, role, PASSWORD, actor="web-tests")
+    app.state.store.dispose()
+    return home / "optout.db"
+
+
 @pytest.fixture
-def web_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def web_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _template_db: Path) -> Settings:
     home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    for suffix in ("", "-wal", "-shm"):
+        src = _template_db.with_name(_template_db.name + suffix)
+        if src.exists():
+            shutil.copy2(src, home / src.name)
     monkeypatch.setenv("OPTOUT_HOME", str(home))
     monkeypatch.setenv("OPTOUT_MESH_NO_SANDBOX", "1")  # never a developer's running sandbox
     monkeypatch.delenv("OPTOUT_DB_URL", raising=False)
@@ -72,10 +107,7 @@ def web_config(tmp_path: Path) -> WebConfig:
 
 @pytest.fixture
 def web_app(web_settings: Settings, web_config: WebConfig) -> FastAPI:
-    app = create_app(web_settings, web_config=web_config)
-    for role, username in USERS.items():
-        accounts.create_user(app.state.store, username, role, PASSWORD, actor="web-tests")
-    return app
+    return create_app(web_settings, web_config=web_config)  # the users come from _template_db
 
 
 def csrf(client: TestClient, path: str) -> str:
