@@ -15,8 +15,10 @@ from optout.web.routes import (
     assess,
     audit,
     auth,
+    checklist,
     dashboard,
     settings,
+    socialcare,
     users,
 )
 
@@ -26,7 +28,9 @@ ROUTERS: list[APIRouter] = [
     assess.router,
     audit.router,
     auth.router,
+    checklist.router,
     dashboard.router,
     settings.router,
+    socialcare.router,
     users.router,
 ]

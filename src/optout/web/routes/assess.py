@@ -47,7 +47,7 @@ from optout.policy.questions import (
     parse_answer,
     question,
 )
-from optout.text import guard_free_text
+from optout.text import guard_free_text, mask
 from optout.web.accounts import User
 from optout.web.deps import audit_actor, current_user, get_store, render, require_role
 from optout.web.drafts import Draft
@@ -217,7 +217,7 @@ async def name_submit(request: Request, draft_id: str, user: User = Depends(curr
     except UsageError as exc:
         errors.extend(form_error(exc, "#name"))
     if errors:
-        ctx = {"draft": draft, "name": name, "description": description, "errors": errors}
+        ctx = {"draft": draft, "name": mask(name), "description": mask(description), "errors": errors}
         return render(request, "assess/name.html", ctx, status_code=400)
     answers = _answers(draft)
     answers["name"] = name
@@ -291,7 +291,8 @@ async def question_submit(
             trial[path] = value
         flow_from_answers(trial)  # the schema checks the value and any contradiction with others
     except OptoutError as exc:
-        ctx = _question_context(draft, q, raw or None, False)
+        shown = [mask(x) for x in raw] if isinstance(raw, list) else mask(raw)
+        ctx = _question_context(draft, q, shown or None, False)
         ctx["errors"] = form_error(exc, "#answer")
         if exc.hint and isinstance(exc, InputError) and "Contradictory" in exc.message:
             ctx["error_hint"] = exc.hint
@@ -351,7 +352,8 @@ async def details_submit(request: Request, draft_id: str, user: User = Depends(c
                 }
             )
     if errors:
-        ctx = {"draft": draft, "values": values, "errors": errors, "back": f"{_base(draft)}/check"}
+        shown = {k: mask(v) for k, v in values.items()}  # never echo an NHS number back
+        ctx = {"draft": draft, "values": shown, "errors": errors, "back": f"{_base(draft)}/check"}
         return render(request, "assess/details.html", ctx, status_code=400)
     answers = _answers(draft)
     for key, _field in DETAIL_FIELDS:
@@ -519,11 +521,16 @@ def edit(request: Request, flow_id: str, user: User = Depends(require_role("ig_l
     rec = flows.get_flow(get_store(request), flow_id)
     answers = mapping_to_answers(rec.facts)
     order = [s.path for s in FACTS if s.kind in ASKED_KINDS and s.path in answers]
+    # facts the rules would ask about that the register does not hold were not known: only a
+    # question a change makes newly relevant is asked
+    unknown: list[str] = []
+    while (q := next_question(answers, unknown=unknown)) is not None:
+        unknown.append(q.path)
     draft = _drafts(request).create(
         user.username,
         {
             "answers": answers,
-            "unknown": [],
+            "unknown": unknown,
             "order": order,
             "flow_id": rec.id,
             "flow_version": rec.version,
