@@ -198,4 +198,4 @@ def test_interrupted_after_it_was_recorded_the_release_is_failed(
 def test_engines_reject_unknown_names(tmp_path: Path) -> None:
     tables, cl = _setup(tmp_path)
     with pytest.raises(UsageError, match="engine"):
-        apply_opt_outs(tables, out_dir=tmp_path / "rel", cleaned_list=cl, checked_at=CHECKED, engine="spark")
+        apply_opt_outs(tables, out_dir=tmp_path / "rel", cleaned_list=cl, checked_at=CHECKED, engine="nosuch")

@@ -195,6 +195,7 @@ def apply_opt_outs(
     quote: str | None = None,
     progress: Callable[[str, str], None] | None = None,
     actor: str | None = None,
+    engine_options: Mapping[str, Any] | None = None,
 ) -> ReleaseReport:
     """Remove every opted-out person's whole record from ``tables`` into the release ``out_dir``.
 
@@ -229,6 +230,8 @@ def apply_opt_outs(
     cohort_known = al.cohort is not None
     release_id = f"rel-{t_now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     out = Path(os.path.abspath(out_dir))
+    options = dict(engine_options or {})  # engine-specific (spark: session, master, broadcast_rows)
+    details: dict[str, Any] = {}  # how the engine ran (never a value)
 
     def report_of(counts: Mapping[str, TableCounts]) -> ReleaseReport:
         return ReleaseReport(
@@ -247,15 +250,17 @@ def apply_opt_outs(
             tables=[_table_report(plan, t.name, counts[t.name], cohort_known) for t in plan.tables],
             report_for=report_for,
             cohort_known=cohort_known,
+            engine_details=dict(details),
         )
 
     if dry_run:
         # the spill folder: 0700, removed on exit; one a crash left is swept by the next run
         with (
             atomic.private_tempdir() as spill,
-            get_engine(engine, memory_limit=memory_limit, temp_dir=spill) as eng,
+            get_engine(engine, memory_limit=memory_limit, temp_dir=spill, **options) as eng,
         ):
             counts = eng.classify(plan, lists, progress)
+            details.update(eng.details)
         refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
         if refusal is not None:
             raise refusal
@@ -275,8 +280,9 @@ def apply_opt_outs(
         hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-sha256")
         input_sha = {t.name: hasher.submit(sha256_file, t.source.path) for t in plan.tables}
         hasher.shutdown(wait=False)
-        with get_engine(engine, memory_limit=memory_limit, temp_dir=spill) as eng:
+        with get_engine(engine, memory_limit=memory_limit, temp_dir=spill, **options) as eng:
             counts = eng.classify(plan, lists, progress)
+            details.update(eng.details)
             refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
             if refusal is not None:
                 raise refusal
@@ -286,7 +292,8 @@ def apply_opt_outs(
                     progress(t.name, "writing")
                 target = staged.path(t.source.path.name)
                 rows = eng.write(t.name, target)
-                files.append((t, target, rows))
+                # one file, or (spark) each part of the folder it wrote
+                files.extend((t, part, n) for part, n in eng.outputs(t.name, target, rows))
         shutil.rmtree(spill, ignore_errors=True)
         inputs = []
         for t in plan.tables:
@@ -299,7 +306,7 @@ def apply_opt_outs(
             inputs.append((t, input_sha[t.name].result()))
         report = report_of(counts)
         manifest = _manifest(
-            report, plan, al, cohort_sha, inputs, files, counts, flow_id, flow_version, t_now
+            report, plan, al, cohort_sha, inputs, files, counts, flow_id, flow_version, t_now, staged.tmp
         )
         data = manifest_bytes(manifest)
         report.manifest_sha256 = hashlib.sha256(data).hexdigest()
@@ -349,6 +356,7 @@ def _manifest(
     flow_id: str | None,
     flow_version: int | None,
     now: datetime,
+    root: Path | None = None,
 ) -> dict[str, Any]:
     external = report.report_for == "external"
     under_reason = {
@@ -384,6 +392,7 @@ def _manifest(
             ),
             "trace_keys": {t.name: t.trace_key for t in plan.tables if t.trace_key},
             "engine": report.engine,
+            **({"engine_details": report.engine_details} if report.engine_details else {}),
             "report_for": report.report_for,
         },
         "inputs": [
@@ -398,7 +407,7 @@ def _manifest(
         ],
         "files": [
             {
-                "path": target.name,
+                "path": target.relative_to(root).as_posix() if root else target.name,
                 "table": t.name,
                 "format": t.source.format,
                 "sha256": sha256_file(target),

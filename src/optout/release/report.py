@@ -104,6 +104,8 @@ class ReleaseReport:
     report_for: str = "internal"
     manifest_sha256: str | None = None
     cohort_known: bool = False
+    # how the engine ran, e.g. spark: {"allow_list": "broadcast", ...}; never a value from a row
+    engine_details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rows_in(self) -> int:
@@ -136,6 +138,7 @@ class ReleaseReport:
             "unmatched": self.unmatched,
             "release_reason": self.release_reason,
             "engine": self.engine,
+            **({"engine_details": self.engine_details} if self.engine_details else {}),
             "manifest_sha256": self.manifest_sha256,
             "totals": _suppress_tree({"rows_in": self.rows_in, "rows_out": self.rows_out})
             if external

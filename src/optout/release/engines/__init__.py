@@ -2,7 +2,7 @@
 
 An engine implements :class:`optout.release.engines.base.Engine`. The base class knows none of
 its implementations; this registry does. Each entry is loaded on first use, so an engine whose
-library is heavy or optional (DuckDB, later PySpark) is imported only when it is asked for.
+library is heavy or optional (DuckDB, PySpark) is imported only when it is asked for.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = ["ENGINES", "Engine", "get_engine", "register_engine"]
 _REGISTRY: dict[str, str] = {
     "duckdb": "optout.release.engines.duckdb:DuckDBEngine",
     "reference": "optout.release.engines.reference:ReferenceEngine",
+    "spark": "optout.release.engines.spark:SparkEngine",
 }
 
 

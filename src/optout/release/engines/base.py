@@ -16,7 +16,8 @@ Each row of each table gets exactly one *status* (why it stays or goes). The rul
    REMOVED_WITH_PARENT, or REMOVED_ORPHAN when no parent row has the key (fail closed). A linked
    table with its own NHS column must pass both tests.
 
-Engines: ``reference`` (pure Python, small data, the executable spec) and ``duckdb`` (streaming).
+Engines: ``reference`` (pure Python, small data, the executable spec), ``duckdb`` (streaming) and
+``spark`` (PySpark, local or a cluster; writes each table as a folder of parts, see ``outputs``).
 A hypothesis test asserts they agree on random tables, lists and links.
 """
 
@@ -27,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +109,9 @@ class Engine(ABC):
     def __init__(self, *, memory_limit: str | None = None, temp_dir: Path | None = None) -> None:
         self.memory_limit = memory_limit
         self.temp_dir = temp_dir
+        # how the engine ran (e.g. Spark: allow-list broadcast or joined); in the report and the
+        # manifest. Never a value from a row or a list.
+        self.details: dict[str, Any] = {}
 
     @abstractmethod
     def classify(
@@ -117,6 +122,13 @@ class Engine(ABC):
     @abstractmethod
     def write(self, table: str, out_path: Path) -> int:
         """Write the kept rows of ``table`` (after ``classify``); return the rows written."""
+
+    def outputs(self, table: str, out_path: Path, rows: int) -> list[tuple[Path, int]]:
+        """The files ``write`` made for ``table`` and each one's rows, for the manifest.
+
+        One file (``out_path``) by default. A distributed engine writes ``out_path`` as a folder
+        of parts and lists every part (each gets its own SHA-256 and row count)."""
+        return [(out_path, rows)]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
