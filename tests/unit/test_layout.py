@@ -10,7 +10,8 @@ Layers, bottom to top (DEVELOPERS.md "Layout"):
     service/       the reference central service and the sandbox launcher (ground floor only)
     synth, doctor  development tools; the installation check (spans the rooms)
     demo           `make demo`
-    cli/ web/      the front ends
+    web/           the web app (a front end over the rooms)
+    cli/           the command line (it starts the web app: `optout web serve`)
 
 A module may import from its own room, from any lower layer, never from a room beside it or above.
 Every import counts, including those inside functions: a lazy import is still an arrow.
@@ -49,9 +50,9 @@ RANK = {
     "synth": 5,
     "doctor": 5,  # checks the whole installation: spans the rooms below, used by cli/ and demo
     "demo": 6,
-    "cli": 7,
-    "web": 7,
-    "__main__": 8,
+    "web": 7,  # the web app: FastAPI pages and API over the rooms
+    "cli": 8,  # above web/: `optout web serve|create-user` start and manage the web app
+    "__main__": 9,
 }
 
 
