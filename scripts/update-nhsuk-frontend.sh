@@ -15,6 +15,7 @@ trap 'rm -rf "$TMP"' EXIT
 ( cd "$TMP" && npm pack --silent "nhsuk-frontend@${VERSION}" >/dev/null && tar xzf nhsuk-frontend-*.tgz )
 PKG="$TMP/package"
 test -f "$PKG/dist/nhsuk/nhsuk-frontend.min.css" || { echo "unexpected package layout" >&2; exit 1; }
+test -s "$PKG/dist/nhsuk/nhsuk-frontend.min.js" || { echo "unexpected package layout" >&2; exit 1; }
 got="$(node -p "require('$PKG/package.json').version")"
 licence="$(node -p "require('$PKG/package.json').license")"
 test "$licence" = "MIT" || { echo "nhsuk-frontend's licence is now $licence: review before vendoring" >&2; exit 1; }
@@ -24,8 +25,14 @@ mkdir -p "$DEST"
 cp "$PKG/dist/nhsuk/nhsuk-frontend.min.css" "$DEST/"
 cp "$PKG/dist/nhsuk/nhsuk-frontend.min.js" "$DEST/"
 cp -R "$PKG/dist/nhsuk/assets" "$DEST/assets"
-# the CSS and JS name their source maps, which we do not ship
-sed -i '/sourceMappingURL=/d' "$DEST/nhsuk-frontend.min.css" "$DEST/nhsuk-frontend.min.js"
+# the CSS and JS name their source maps, which we do not ship (the comment only: a minified
+# file is one line)
+sed -i -E 's#/\*\# sourceMappingURL=[^*]*\*/##' "$DEST/nhsuk-frontend.min.css"
+sed -i -E 's#//\# sourceMappingURL=[^ ]*$##' "$DEST/nhsuk-frontend.min.js"
+# the Frutiger web font is licensed for NHS.UK's own sites and served from assets.nhs.uk, which
+# the Content-Security-Policy (font-src 'self') blocks: drop the @font-face rules (Arial is the
+# design system's fallback) so no page asks a third party for anything
+sed -i -E 's#@font-face\{[^}]*\}##g' "$DEST/nhsuk-frontend.min.css"
 # the CSS points at /assets/...; the app serves them under /static/nhsuk/assets/
 sed -i 's#url(/assets/#url(/static/nhsuk/assets/#g' "$DEST/nhsuk-frontend.min.css"
 echo "$got" > "$DEST/VERSION"
@@ -57,4 +64,8 @@ NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FO
 OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN
 CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
 LIC
+for f in "$DEST/nhsuk-frontend.min.css" "$DEST/nhsuk-frontend.min.js"; do
+  test "$(wc -c < "$f")" -gt 10000 || { echo "$f came out (nearly) empty" >&2; exit 1; }
+done
+grep -q 'initAll' "$DEST/nhsuk-frontend.min.js" || { echo "nhsuk-frontend.min.js has no initAll" >&2; exit 1; }
 echo "vendored nhsuk-frontend ${got} into ${DEST}"
