@@ -6,6 +6,8 @@
 - ``org_settings`` / ``service_settings`` (function): MeshSettings for the two mailboxes.
 - ``central_service`` (function): a reference central service (``Register`` + ``Responder`` on the
   service mailbox); call ``central_service.responder.run_once()`` to answer pending requests.
+- ``spark`` (session): one local SparkSession (Java 17) for every Spark test; ``--engine spark``
+  uses the active session, so ``apply_opt_outs(..., engine="spark")`` runs on it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -36,6 +38,35 @@ def mesh_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxIn
         yield info
     finally:
         stop_sandbox(state_dir)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One SparkSession for the test session: local[2], few shuffle partitions, no UI, ANSI mode on
+    (a failing cast would quote its value: the engine must never make one), log level WARN."""
+    from pyspark.sql import SparkSession
+
+    root = tmp_path_factory.mktemp("spark")
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("optout-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.ansi.enabled", "true")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.warehouse.dir", str(root / "warehouse"))
+        .config("spark.local.dir", str(root / "local"))
+        .config("spark.driver.memory", "1g")
+        .config("spark.driver.extraJavaOptions", "-XX:+UseSerialGC -XX:TieredStopAtLevel=1")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("WARN")
+    try:
+        yield session
+    finally:
+        session.stop()
 
 
 @pytest.fixture
