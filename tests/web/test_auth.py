@@ -58,3 +58,20 @@ def test_security_headers(client: Any) -> None:
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "same-origin"
     assert r.headers["cache-control"] == "no-store"
+
+
+def test_a_bug_gets_the_error_page_with_the_security_headers(web_app: FastAPI) -> None:
+    from fastapi.testclient import TestClient
+
+    def boom() -> None:
+        raise ValueError("patient 943 476 5919 broke it")
+
+    web_app.router.add_api_route("/boom", boom)
+    web_app.router.add_api_route("/api/boom", boom)
+    with TestClient(web_app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
+        r = c.get("/boom")
+        assert r.status_code == 500 and "Sorry, there is a problem with the service" in r.text
+        assert "943 476 5919" not in r.text and "ValueError" not in r.text
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        r = c.get("/api/boom")
+        assert r.status_code == 500 and r.json() == {"error": "internal", "message": "internal error"}

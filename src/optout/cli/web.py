@@ -112,6 +112,9 @@ def _mask_access_log() -> None:
             if record.args:
                 record.args = tuple(mask(a) if isinstance(a, str) else a for a in record.args)
             record.msg = mask(str(record.msg))
+            if record.exc_info:  # a traceback's messages may quote a value: mask them too
+                record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
             return True
 
     logging.getLogger("uvicorn.access").addFilter(_Mask())

@@ -108,8 +108,23 @@ def create_app(settings: Settings | None = None, *, web_config: WebConfig | None
             bytes(response.body),
         )
 
+    async def server_error(scope: Any) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if str(scope.get("path", "")).startswith("/api"):
+            return (
+                500,
+                [(b"content-type", b"application/json")],
+                b'{"error": "internal", "message": "internal error"}',
+            )
+        body = _bug_page(Request(scope))
+        return (
+            500,
+            [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+            body,
+        )
+
     app.add_middleware(
         security.SecurityMiddleware,
+        server_error=server_error,
         cookie_secure=web_config.cookie_secure,
         max_form_bytes=web_config.max_form_bytes,
         max_upload_bytes=web_config.max_upload_bytes,
@@ -128,6 +143,27 @@ def _referer_path(request: Request) -> str:
         return "/"
     path = parts.path or "/"
     return path if path.startswith("/") and not path.startswith("//") else "/"
+
+
+def _bug_page(request: Request) -> bytes:
+    """The 500 page: nothing about the error (it may quote anything); works without the store."""
+    try:
+        return bytes(
+            render(
+                request,
+                "errors/error.html",
+                {
+                    "heading": "Sorry, there is a problem with the service",
+                    "lines": ["Try again later. If it keeps happening, tell your administrator."],
+                },
+                status_code=500,
+            ).body
+        )
+    except Exception:  # the store itself may be what failed
+        return (
+            b"<!DOCTYPE html><html lang='en'><title>Sorry, there is a problem with the service</title>"
+            b"<h1>Sorry, there is a problem with the service</h1><p>Try again later.</p></html>"
+        )
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -248,18 +284,4 @@ def _error_handlers(app: FastAPI) -> None:
                 "back_text": "Go back",
             },
             status_code=400,
-        )
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> Response:
-        if is_api(request):
-            return JSONResponse({"error": "internal", "message": "internal error"}, status_code=500)
-        return render(
-            request,
-            "errors/error.html",
-            {
-                "heading": "Sorry, there is a problem with the service",
-                "lines": ["Try again later. If it keeps happening, tell your administrator."],
-            },
-            status_code=500,
         )

@@ -302,12 +302,15 @@ class SecurityMiddleware:
         max_form_bytes: int,
         max_upload_bytes: int,
         too_large: Callable[[Scope, int], Awaitable[tuple[int, list[tuple[bytes, bytes]], bytes]]],
+        server_error: Callable[[Scope], Awaitable[tuple[int, list[tuple[bytes, bytes]], bytes]]]
+        | None = None,
     ) -> None:
         self.app = app
         self.cookie_secure = cookie_secure
         self.max_form_bytes = max_form_bytes
         self.max_upload_bytes = max_upload_bytes
         self.too_large = too_large
+        self.server_error = server_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -375,6 +378,14 @@ class SecurityMiddleware:
             if started:
                 raise
             await self._refuse(scope, limit, send_wrapper)
+        except Exception:
+            # a bug: answer with the service's error page *and* these headers (Starlette's own
+            # error middleware sits outside this one), then let the server log it
+            if not started and self.server_error is not None:
+                status, out, body = await self.server_error(scope)
+                await send_wrapper({"type": "http.response.start", "status": status, "headers": out})
+                await send_wrapper({"type": "http.response.body", "body": body})
+            raise
 
     async def _refuse(self, scope: Scope, limit: int, send: Send) -> None:
         status, headers, body = await self.too_large(scope, limit)
