@@ -206,3 +206,12 @@ def test_accounts_refuse_bad_input(web_app: FastAPI) -> None:
         accounts.create_user(store, "ok-name", "superuser", PASSWORD, actor="t")
     with pytest.raises(UsageError, match="NHS number"):
         accounts.create_token(store, USERS["viewer"], "for 943 476 5919", actor="t")
+
+
+def test_behind_a_proxy_on_this_machine_cookies_are_secure(web_app: FastAPI) -> None:
+    with TestClient(web_app, base_url="http://127.0.0.1") as c:
+        assert "Secure" not in c.get("/login").headers["set-cookie"]  # a developer's own browser
+        r = c.get("/login", headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.2.3"})
+        assert "Secure" in r.headers["set-cookie"]
+        r = c.get("/login", headers={"Host": "optout.trust.nhs.uk"})
+        assert "Secure" in r.headers["set-cookie"]

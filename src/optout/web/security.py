@@ -179,10 +179,11 @@ def _is_loopback(host: str | None) -> bool:
 def cookies_secure(scope: Scope, mode: str) -> bool:
     """Whether cookies get ``Secure`` (and the ``__Host-`` prefix) on this request.
 
-    ``auto``: yes, except over plain http to a server bound to a loopback address (a developer's
-    machine, the tests). In production the app sits behind a TLS proxy and uvicorn's
-    ``--proxy-headers`` makes the scheme ``https``; a plain-http request to any other address
-    gets ``Secure`` cookies, which the browser will not send back over http: fail closed.
+    ``auto``: yes, except over plain http to a server bound to a loopback address, asked for by
+    a loopback name, with no proxy in between (a developer's own browser, the tests). In
+    production the app sits behind a TLS proxy: the proxy's ``X-Forwarded-*`` headers (trusted
+    or not) or the public host name make cookies ``Secure``, and so does any plain-http request
+    to another address, whose cookies the browser then will not send back over http: fail closed.
     """
     if mode == "always":
         return True
@@ -191,7 +192,16 @@ def cookies_secure(scope: Scope, mode: str) -> bool:
     if scope.get("scheme") in ("https", "wss"):
         return True
     server = scope.get("server")
-    return not _is_loopback(server[0] if server else None)
+    if not _is_loopback(server[0] if server else None):
+        return True
+    host = ""
+    for key, value in scope.get("headers", ()):
+        if key in (b"x-forwarded-for", b"x-forwarded-proto", b"forwarded", b"x-forwarded-host"):
+            return True
+        if key == b"host":
+            host = value.decode("latin-1")
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    return not _is_loopback(name)
 
 
 def cookie_name(base: str, secure: bool) -> str:
