@@ -119,3 +119,20 @@ def test_signed_out_sees_only_the_login_page_on_every_route(client: Any, web_app
 def test_nav_shows_users_to_admins_only(client: Any) -> None:
     assert 'href="/users"' in client("admin").get("/").text
     assert 'href="/users"' not in client("ig_lead").get("/").text
+
+
+@pytest.mark.parametrize("role", ["admin"])
+def test_every_form_of_the_app_needs_a_csrf_token(client: Any, web_app: FastAPI, role: str) -> None:
+    c = client(role)
+    store = web_app.state.store
+    for method, path in _app_paths(web_app):
+        if method == "GET" or path.startswith("/api/") or path == "/login":
+            continue
+        before = len(audit.entries(store))
+        # a plain form, and a multipart one with a file (as the streamed uploads take)
+        r = c.request(method, path, data={"x": "1"}, follow_redirects=False)
+        assert r.status_code in (400, 403), f"{method} {path} without a CSRF token: {r.status_code}"
+        files = {"file": ("cohort.csv", b"nhs_number\n", "text/csv")}
+        r = c.request(method, path, data={"x": "1"}, files=files, follow_redirects=False)
+        assert r.status_code == 403, f"{method} {path} (multipart) without a CSRF token: {r.status_code}"
+        assert len(audit.entries(store)) == before, f"{method} {path} changed something without a CSRF token"
