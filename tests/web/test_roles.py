@@ -136,3 +136,34 @@ def test_every_form_of_the_app_needs_a_csrf_token(client: Any, web_app: FastAPI,
         r = c.request(method, path, data={"x": "1"}, files=files, follow_redirects=False)
         assert r.status_code == 403, f"{method} {path} (multipart) without a CSRF token: {r.status_code}"
         assert len(audit.entries(store)) == before, f"{method} {path} changed something without a CSRF token"
+
+
+OWN_ACCOUNT = {"/logout", "/login", "/account/password", "/api-tokens", "/api-tokens/x/revoke"}
+
+
+def test_a_viewer_changes_nothing_anywhere(client: Any, web_app: FastAPI) -> None:
+    """Every POST of every area, with a valid CSRF token, as a viewer: no change is recorded
+    (only their own password and API tokens are theirs to change)."""
+    c = client("viewer")
+    store = web_app.state.store
+    for method, path in _app_paths(web_app):
+        if method == "GET" or path.startswith("/api/") or path in OWN_ACCOUNT:
+            continue
+        before = len(audit.entries(store))
+        r = post_form(c, path, {"x": "1"}, page="/")
+        assert r.status_code < 500, f"viewer {method} {path}: {r.status_code}"
+        changed = [e.action for e in audit.entries(store)[before:]]
+        assert changed == [], f"viewer {method} {path} changed something: {changed}"
+
+
+def test_a_viewer_changes_nothing_through_the_api(api_client: Any, web_app: FastAPI) -> None:
+    c = api_client("viewer")
+    store = web_app.state.store
+    for method, path in _app_paths(web_app):
+        if method == "GET" or not path.startswith("/api/") or path.startswith("/api/tokens"):
+            continue
+        before = len(audit.entries(store))
+        r = c.request(method, path, json={})
+        assert r.status_code < 500, f"viewer {method} {path}: {r.status_code}"  # e.g. a dry run
+        changed = [e.action for e in audit.entries(store)[before:]]
+        assert changed == [], f"viewer {method} {path} changed something: {changed}"
