@@ -114,13 +114,23 @@ def apply_cmd(
         None, "--flow", metavar="ID", help="The registered data flow this is for."
     ),
     engine: str = typer.Option(
-        "duckdb", "--engine", metavar="duckdb|reference", help="Engine (default duckdb)."
+        "duckdb",
+        "--engine",
+        metavar="duckdb|reference|spark",
+        help="Engine (default duckdb); spark runs on Apache Spark (local[*], or --spark-master).",
+    ),
+    spark_master: str | None = typer.Option(
+        None,
+        "--spark-master",
+        metavar="URL",
+        help="--engine spark: the cluster to run on (e.g. spark://host:7077, yarn); default local[*].",
     ),
     memory_limit: str | None = typer.Option(
         None,
         "--memory-limit",
         metavar="SIZE",
-        help="DuckDB memory limit, e.g. 2GB (default 1GB); it spills beyond.",
+        help="DuckDB memory limit, e.g. 2GB (default 1GB); it spills beyond. --engine spark: the "
+        "local driver's memory (default 4GB).",
     ),
     encoding: str | None = typer.Option(
         None, "--encoding", metavar="ENC", help="CSV encoding (utf-8, utf-8-sig, latin-1); default: sniffed."
@@ -150,6 +160,8 @@ def apply_cmd(
 
     from optout.release import apply_opt_outs
 
+    if spark_master is not None and engine != "spark":
+        raise UsageError("--spark-master is only for --engine spark", hint="add --engine spark")
     if report_for not in ("internal", "external"):
         raise UsageError(f"--report-for {report_for!r} is not a choice", hint="use internal or external")
     if flow is not None:  # the opt-out must apply to the flow: refuse does-not-apply / cannot-decide
@@ -185,6 +197,7 @@ def apply_cmd(
                 force=force,
                 flow_id=flow,
                 engine=engine,
+                engine_options={"master": spark_master} if spark_master else None,
                 memory_limit=memory_limit,
                 encoding=encoding,
                 delimiter=delimiter,

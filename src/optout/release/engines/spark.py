@@ -36,6 +36,7 @@ import contextlib
 import csv
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -429,7 +430,9 @@ class SparkEngine(Engine):
 
     def _number_frame(self, values: np.ndarray, name: str) -> Any:
         table = pa.table({name: pa.array(values, type=pa.int64())})
-        return self.spark.createDataFrame(table)
+        with warnings.catch_warnings():  # PySpark checks the pandas version even for Arrow input
+            warnings.simplefilter("ignore", FutureWarning)
+            return self.spark.createDataFrame(table)
 
     def _maybe_broadcast(self, df: Any, rows: int) -> tuple[Any, bool]:
         if rows <= self.broadcast_rows:
