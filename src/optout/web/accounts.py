@@ -396,7 +396,7 @@ def create_session(
     t = now or _now()
     value = security.new_secret()
     sid = security.digest(value)
-    row = {
+    row: dict[str, Any] = {
         "id_sha256": sid,
         "username": username,
         "created_at": _iso(t),

@@ -82,7 +82,7 @@ def dashboard_data(store: Any, settings: Any, now: datetime | None = None) -> di
             expires_at=cs.meta.expires_at.isoformat(timespec="minutes"),
         )
     # releases awaiting disclosure (prepared), and those whose deadline passed undisclosed
-    awaiting = []
+    awaiting: list[dict[str, Any]] = []
     for r in lifecycle.list_releases(store, now=t):
         state = r.state(t)
         if state not in ("prepared", "expired") or r.disclosures:
@@ -114,7 +114,7 @@ def dashboard_data(store: Any, settings: Any, now: datetime | None = None) -> di
         if not c.final
     ]
     # flows whose review date has passed or is near
-    due = []
+    due: list[dict[str, Any]] = []
     for f in flow_register.list_flows(store):
         if not f.review_date:
             continue
