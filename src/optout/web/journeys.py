@@ -20,12 +20,14 @@ from optout.policy import COMPLIANCE, Decision
 from optout.policy.questions import question
 from optout.policy.rules import exemption as rule_by_id
 from optout.text import mask
+from optout.web import security
 from optout.web.accounts import User
-from optout.web.deps import audit_actor, get_settings, get_web_config
+from optout.web.deps import CsrfFailed, audit_actor, get_settings, get_web_config
 from optout.web.drafts import Drafts
 
 __all__ = [
     "HEADLINES",
+    "StreamedCsrf",
     "acting_settings",
     "decision_view",
     "drafts",
@@ -42,8 +44,10 @@ HEADLINES = {
 
 
 def acting_settings(request: Request, user: User) -> Settings:
-    """The library settings with the web user as the actor recorded in the audit trail."""
-    return dataclasses.replace(get_settings(request), actor=audit_actor(user))
+    """The library settings with the web user as the actor recorded in the audit trail (a copy:
+    the check service fills the MESH settings in place when it uses a local sandbox)."""
+    settings = get_settings(request)
+    return dataclasses.replace(settings, actor=audit_actor(user), mesh=dataclasses.replace(settings.mesh))
 
 
 def web_home(request: Request) -> Path:
@@ -61,6 +65,31 @@ def drafts(request: Request, kind: str) -> Drafts:
     if kind == "release":
         return Drafts(uploads_root(request), kind)
     return Drafts(web_home(request) / "drafts", kind)
+
+
+class StreamedCsrf:
+    """The CSRF check for a form whose body is streamed rather than parsed up front (uploads):
+    the token field comes first in our forms and is checked as soon as it arrives, and no file
+    is written before it has been (``before_file`` refuses). ``enabled=False`` for ``/api``."""
+
+    def __init__(self, request: Request, *, enabled: bool = True) -> None:
+        self.request = request
+        self.ok = not enabled
+        self.enabled = enabled
+        session = getattr(request.state, "session", None)
+        self.binding = security.session_binding(session.id_sha256 if session else None)
+
+    def on_field(self, name: str, value: str) -> None:
+        if not self.enabled or name != security.CSRF_FIELD:
+            return
+        cookie = getattr(self.request.state, "csrf_cookie", None)
+        if not self.request.app.state.csrf.valid(value, cookie, self.binding):
+            raise CsrfFailed()
+        self.ok = True
+
+    def before_file(self) -> None:
+        if not self.ok:
+            raise CsrfFailed()
 
 
 def form_error(exc: OptoutError, href: str) -> list[dict[str, str]]:
