@@ -95,9 +95,12 @@ class StreamedCsrf:
 def form_error(exc: OptoutError, href: str) -> list[dict[str, str]]:
     """An error for the NHS error summary, linked to the field; never a value from a row."""
     text = mask(exc.message)
-    where = exc.where.describe() if exc.where is not None else ""
-    if where and where not in text:
-        text = f"{text} ({mask(where)})"
+    w = exc.where
+    if w is not None:
+        shown = Path(str(w.file)).name if w.file is not None else None
+        where = dataclasses.replace(w, file=None if shown and shown in text else w.file).describe()
+        if where and where not in text:
+            text = f"{text} ({mask(where)})"
     return [{"text": text, "href": href}]
 
 
