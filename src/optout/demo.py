@@ -173,6 +173,9 @@ def main() -> None:
     print("  release/            the release (tables + release.json manifest)")
     print("  report.json         what was kept and removed, and why")
     print("  evidence/           evidence.html + evidence.json for the IG lead / DSPT")
+    print("\nSee the same flow, release and audit trail in a browser:")
+    print("  OPTOUT_HOME=demo-out/.optout optout web create-user YOUR-NAME --role admin")
+    print("  OPTOUT_HOME=demo-out/.optout optout web serve      # then open http://127.0.0.1:8000")
 
 
 def _release_id(listing: str) -> str:
