@@ -35,9 +35,10 @@ from optout.dat import write_dat
 from optout.errors import OptoutError, PolicyRefusal
 from optout.nhs_number import format_number, synthetic
 from optout.release import apply_opt_outs
+from optout.release.engines import embedded_engine_names
 from optout.store import Store
 
-ENGINES = ["duckdb", "reference", "spark"]
+ENGINES = [*embedded_engine_names(), "spark"]  # every in-process engine, and Spark
 _NUMS = synthetic(6, seed=11)
 PEOPLE = {k: format_number(int(n)) for k, n in zip("ABCDEF", _NUMS, strict=True)}
 ON_LIST = "ACBE"
