@@ -62,7 +62,7 @@ def test_an_ig_lead_refreshes_the_cache(client: Any, web_app: Any, service: Any,
     local_id = wait_url.split("/")[2]
     assert not any((Path(web_app.state.settings.home) / "web" / "cohorts").glob("*/*"))  # deleted once sent
     page = lead.get(wait_url, follow_redirects=False)
-    assert page.status_code == 200 and '<meta http-equiv="refresh"' in page.text
+    assert page.status_code == 200 and '<noscript><meta http-equiv="refresh"' in page.text
     service.responder.run_once()
     r = lead.get(wait_url, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == f"/checks/{local_id}"

@@ -55,7 +55,7 @@ def _made_release(client: Any, web_app: Any, service: Any, tmp_path: Path) -> st
     assert r.headers["location"].endswith("/check/wait")
     waiting = client.get(f"{base}/check/wait", follow_redirects=False)
     assert waiting.status_code == 200
-    assert '<meta http-equiv="refresh"' in waiting.text and "Check again" in waiting.text
+    assert '<noscript><meta http-equiv="refresh"' in waiting.text and "Check again" in waiting.text
     assert service.responder.run_once() >= 1
     r = client.get(f"{base}/check/wait", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].endswith("/preview")
@@ -142,7 +142,7 @@ def test_cache_choice_and_withdraw(client: Any, web_app: Any, service: Any, tmp_
     register_flow(web_app.state.store)
     base = prepare(lead, extract(tmp_path / "extract"))
     page = lead.get(f"{base}/check")
-    assert 'value="cache" disabled' in page.text
+    assert 'value="cache"' not in page.text and 'id="cache-unavailable"' in page.text
     r = post(lead, f"{base}/check", {"mode": "cache"})
     assert r.status_code == 400 and "cache cannot be used" in r.text
     r = post(lead, f"{base}/check", {"mode": "one-off"})

@@ -13,6 +13,7 @@ when the release is made or abandoned (or swept after a day untouched).
     GET|POST /releases/new/{id}/columns        each table's NHS-number column (detected, editable)
     GET|POST /releases/new/{id}/links          tables without one: the column linking them to a parent
     GET|POST /releases/new/{id}/missing        rows with a missing or invalid NHS number (001 §8.2)
+    GET|POST /releases/new/{id}/reason         why they may be released, when releasing them
     GET|POST /releases/new/{id}/trace          the trace index, when tracing them
     GET|POST /releases/new/{id}/check          check over MESH now, or use the temporary cache
     GET  /releases/new/{id}/check/wait         waiting for the reply (reloads itself; works without JS)
@@ -148,6 +149,8 @@ def _next_url(draft: Draft) -> str:
         return f"{_base(draft)}/links"
     if not d.get("unmatched"):
         return f"{_base(draft)}/missing"
+    if d["unmatched"] == "release" and not d.get("release_reason"):
+        return f"{_base(draft)}/reason"
     if d["unmatched"] == "trace" and not d.get("trace"):
         return f"{_base(draft)}/trace"
     check = d.get("check") or {}
@@ -678,17 +681,14 @@ def missing_page(request: Request, draft_id: str, user: User = Depends(require_r
         draft = _load(request, draft_id, user)
     except NotFoundError:
         return _gone(request)
-    ctx = {
-        "draft": draft,
-        "choices": UNMATCHED,
-        "reasons": REASONS,
-        "value": draft.data.get("unmatched") or "",
-        "reason": draft.data.get("release_reason") or "",
-    }
+    ctx = {"draft": draft, "choices": UNMATCHED, "value": draft.data.get("unmatched") or ""}
     return render(request, "uploads/missing.html", ctx)
 
 
-def set_unmatched(draft: Draft, unmatched: str, reason: str | None) -> list[dict[str, str]]:
+def set_unmatched(
+    draft: Draft, unmatched: str, reason: str | None, *, reason_later: bool = False
+) -> list[dict[str, str]]:
+    """The 001 §8.2 choice; ``release`` needs its reason (asked on the next page in the browser)."""
     if unmatched not in UNMATCHED:
         return [
             {
@@ -696,7 +696,7 @@ def set_unmatched(draft: Draft, unmatched: str, reason: str | None) -> list[dict
                 "href": "#unmatched",
             }
         ]
-    if unmatched == "release" and reason not in RELEASE_REASONS:
+    if unmatched == "release" and reason not in RELEASE_REASONS and not (reason_later and reason is None):
         return [{"text": "Select why those rows may be released (001 §8.2)", "href": "#reason"}]
     reason = reason if unmatched == "release" else None
     if (unmatched, reason) != (draft.data.get("unmatched"), draft.data.get("release_reason")):
@@ -714,18 +714,40 @@ async def missing_submit(
     except NotFoundError:
         return _gone(request)
     form = await request.form()
-    unmatched, reason = str(form.get("unmatched") or ""), str(form.get("reason") or "") or None
-    errors = set_unmatched(draft, unmatched, reason)
+    unmatched = str(form.get("unmatched") or "")
+    keep = draft.data.get("release_reason") if unmatched == "release" else None
+    errors = set_unmatched(draft, unmatched, keep, reason_later=True)
     if errors:
-        ctx = {
-            "draft": draft,
-            "choices": UNMATCHED,
-            "reasons": REASONS,
-            "value": unmatched,
-            "reason": reason or "",
-            "errors": errors,
-        }
+        ctx = {"draft": draft, "choices": UNMATCHED, "value": unmatched, "errors": errors}
         return render(request, "uploads/missing.html", ctx, status_code=400)
+    _drafts(request).save(draft)
+    return RedirectResponse(_next_url(draft), status_code=303)
+
+
+@router.get("/releases/new/{draft_id}/reason", include_in_schema=False)
+def reason_page(request: Request, draft_id: str, user: User = Depends(require_role(*MAKERS))) -> Response:
+    try:
+        draft = _load(request, draft_id, user)
+    except NotFoundError:
+        return _gone(request)
+    ctx = {"draft": draft, "reasons": REASONS, "value": draft.data.get("release_reason") or ""}
+    return render(request, "uploads/reason.html", ctx)
+
+
+@router.post("/releases/new/{draft_id}/reason", include_in_schema=False)
+async def reason_submit(
+    request: Request, draft_id: str, user: User = Depends(require_role(*MAKERS))
+) -> Response:
+    try:
+        draft = _load(request, draft_id, user)
+    except NotFoundError:
+        return _gone(request)
+    form = await request.form()
+    reason = str(form.get("reason") or "")
+    errors = set_unmatched(draft, "release", reason)
+    if errors:
+        ctx = {"draft": draft, "reasons": REASONS, "value": reason, "errors": errors}
+        return render(request, "uploads/reason.html", ctx, status_code=400)
     _drafts(request).save(draft)
     return RedirectResponse(_next_url(draft), status_code=303)
 
