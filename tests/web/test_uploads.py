@@ -5,6 +5,7 @@ user who started the release, deleted when abandoned or left."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import os
 import stat
 import time
@@ -193,3 +194,64 @@ def test_abandon_and_sweep_delete_the_files(client: Any, web_app: Any, tmp_path:
     os.utime(folder / "draft.json", (old, old))
     assert c.get("/releases/new").status_code == 200
     assert not folder.exists()
+
+
+def _to_missing_page(c: Any, web_app: Any, tables: dict[str, Path]) -> str:
+    base = _journey(c, web_app)
+    assert upload(c, base, [tables["patients"], tables["episodes"]]).status_code == 303
+    assert post(c, f"{base}/upload/done", {}, page=f"{base}/upload").status_code == 303
+    r = post(c, f"{base}/columns", {"nhs-patients": "nhs_number", "nhs-episodes": "nhs_number"})
+    assert r.headers["location"].endswith("/missing")
+    return base
+
+
+def test_releasing_rows_without_a_number_needs_a_reason(client: Any, web_app: Any, tmp_path: Path) -> None:
+    c = client("analyst")
+    base = _to_missing_page(c, web_app, extract(tmp_path / "x", people=30))
+    r = post(c, f"{base}/missing", {})
+    assert r.status_code == 400 and "Select what to do" in r.text
+    r = post(c, f"{base}/missing", {"unmatched": "release"})
+    assert r.headers["location"].endswith("/reason")
+    r = post(c, f"{base}/reason", {"reason": "because"})
+    assert r.status_code == 400 and "001 §8.2" in r.text
+    r = post(c, f"{base}/reason", {"reason": "disproportionate-effort"})
+    assert r.headers["location"].endswith("/check")
+
+
+def test_tracing_uses_an_uploaded_index(client: Any, web_app: Any, tmp_path: Path) -> None:
+    c = client("analyst")
+    tables = extract(tmp_path / "x", people=30)
+    base = _to_missing_page(c, web_app, tables)
+    r = post(c, f"{base}/missing", {"unmatched": "trace"})
+    assert r.headers["location"].endswith("/trace")
+    with tables["patients"].open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    index = "hospital_number,nhs_number\n" + "".join(
+        f"{r['hospital_number']},{r['nhs_number']}\n" for r in rows
+    )
+    token = csrf(c, f"{base}/trace")
+    r = c.post(
+        f"{base}/trace",
+        data={"csrf_token": token, "key-patients": "hospital_number", "key-episodes": ""},
+        files=[("index", ("index.csv", index.encode(), "text/csv"))],
+        follow_redirects=False,
+    )
+    # episodes has no hospital number to look up by: the plan says which column is needed
+    assert r.status_code == 400 and "episodes" in (error_summary(r.text) or "")
+    assert "9" * 3 not in (error_summary(r.text) or "")
+    folder = _folder(web_app, base)
+    assert stat.S_IMODE((folder / "trace" / "index.csv").stat().st_mode) == 0o600
+    # a two-table release where only patients is traced: remove episodes, then it goes through
+    assert post(c, f"{base}/tables/episodes/remove", {}, page=f"{base}/upload").status_code == 303
+    assert post(c, f"{base}/upload/done", {}, page=f"{base}/upload").status_code == 303
+    assert post(c, f"{base}/columns", {"nhs-patients": "nhs_number"}).status_code == 303
+    assert post(c, f"{base}/missing", {"unmatched": "trace"}).status_code == 303
+    token = csrf(c, f"{base}/trace")
+    r = c.post(
+        f"{base}/trace",
+        data={"csrf_token": token, "key-patients": "hospital_number"},
+        files=[("index", ("index.csv", index.encode(), "text/csv"))],
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, error_summary(r.text)
+    assert r.headers["location"].endswith("/check")
