@@ -287,11 +287,31 @@ def api_cache(request: Request, user: User = Depends(current_user)) -> dict[str,
     return d
 
 
-async def api_refresh(request: Request) -> Response:
-    """POST /api/cache/refresh: multipart field ``cohort`` (and optional ``column``)."""
-    user = current_user(request)
-    if not user.has_role(*REFRESHERS):
-        raise Forbidden(REFRESHERS)
+@router.post(
+    "/api/cache/refresh",
+    tags=["checks"],
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "cohort": {"type": "string", "format": "binary"},
+                            "column": {"type": "string"},
+                        },
+                        "required": ["cohort"],
+                    }
+                }
+            },
+        }
+    },
+)
+async def api_refresh(request: Request, user: User = Depends(require_role(*REFRESHERS))) -> Response:
+    """Refresh the temporary cache: multipart ``cohort`` (the legitimate-relationship cohort;
+    CSV, Parquet or a plain list) and optional ``column``. Collect with ``/api/checks/{id}/collect``."""
     local_id, errors = await _refresh(request, user, check_csrf=False)
     if errors:
         return JSONResponse(
@@ -299,6 +319,3 @@ async def api_refresh(request: Request) -> Response:
         )
     req = check_state.get(get_store(request), str(local_id))
     return JSONResponse(_api_request(req), status_code=202)
-
-
-router.add_route("/api/cache/refresh", api_refresh, methods=["POST"], include_in_schema=False)

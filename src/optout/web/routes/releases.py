@@ -183,16 +183,14 @@ def release_page(request: Request, release_id: str, user: User = Depends(current
 
 @router.get("/releases/{release_id}/made", include_in_schema=False)
 def made_page(request: Request, release_id: str, user: User = Depends(current_user)) -> Response:
-    ctx = _release_context(request, release_id, user)
+    ctx = _disclose_context(request, release_id, user)
     manifest = ctx["manifest"] or {}
     ctx["tables"] = report_tables(manifest, external=False)
     return render(request, "releases/made.html", ctx)
 
 
 @router.get("/releases/{release_id}/report", include_in_schema=False)
-def report_page(
-    request: Request, release_id: str, user: User = Depends(current_user), for_: str = "internal"
-) -> Response:
+def report_page(request: Request, release_id: str, user: User = Depends(current_user)) -> Response:
     audience = request.query_params.get("for", "internal")
     external = audience == "external"
     ctx = _release_context(request, release_id, user)

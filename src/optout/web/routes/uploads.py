@@ -1259,12 +1259,32 @@ def api_start(
     return JSONResponse(_state(draft), status_code=201)
 
 
-async def api_tables(request: Request) -> Response:
-    """POST /api/releases/new/{id}/tables: multipart files (field ``tables``), streamed to disk."""
-    user = current_user(request)
-    if not user.has_role(*MAKERS):
-        raise Forbidden(MAKERS)
-    draft = _api_load(request, request.path_params["draft_id"], user)
+@router.post(
+    "/api/releases/new/{draft_id}/tables",
+    tags=["releases"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "tables": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        },
+                        "required": ["tables"],
+                    }
+                }
+            },
+        }
+    },
+)
+async def api_tables(
+    request: Request, draft_id: str, user: User = Depends(require_role(*MAKERS))
+) -> Response:
+    """Upload the extract's tables (multipart field ``tables``, CSV or Parquet), streamed to an
+    owner-only folder. The body is read here, not by the framework (no CSRF under /api)."""
+    draft = _api_load(request, draft_id, user)
     errors = await _receive_tables(request, draft, check_csrf=False)
     draft.data["uploads_done"] = True
     _drafts(request).save(draft)
@@ -1275,9 +1295,6 @@ async def api_tables(request: Request) -> Response:
         )
     _audit_upload(request, user, "upload.received", draft)
     return JSONResponse(_state(draft))
-
-
-router.add_route("/api/releases/new/{draft_id}/tables", api_tables, methods=["POST"], include_in_schema=False)
 
 
 @router.put("/api/releases/new/{draft_id}/plan", tags=["releases"])
