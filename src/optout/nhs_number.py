@@ -371,6 +371,48 @@ def validate_int_array(values: np.ndarray, *, chi: bool = False) -> np.ndarray:
     return _reasons(np.asarray(values, dtype=np.int64), chi)
 
 
+def _np(array: pa.Array) -> np.ndarray:
+    """An Arrow array of booleans or fixed-width numbers as NumPy (nulls as False or 0), read from
+    its buffers.
+
+    PyArrow's own conversions (``to_numpy``, ``fill_null``, ``pa.array``) import pandas whenever
+    pandas is installed (about 0.3 s, once per process), for nothing these arrays need."""
+    n, offset = len(array), array.offset
+    validity, data = array.buffers()[:2]
+
+    def bits(buf: Any) -> np.ndarray:
+        return np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little")[offset : offset + n]
+
+    if pa.types.is_boolean(array.type):
+        out = bits(data).astype(bool) if n and data is not None else np.zeros(n, dtype=bool)
+    else:
+        dtype = _NP_TYPES.get(str(array.type))
+        if dtype is None or data is None:  # pragma: no cover - types the callers never pass
+            return np.asarray(array.to_numpy(zero_copy_only=False))
+        out = np.frombuffer(data, dtype=dtype)[offset : offset + n]
+    if array.null_count and validity is not None:
+        out = np.where(bits(validity).astype(bool), out, out.dtype.type(0))
+    return out
+
+
+def _pa(x: np.ndarray) -> pa.Array:
+    """A NumPy bool mask or int64 index array as Arrow, from its buffer (``pa.array`` imports
+    pandas when it is installed)."""
+    if x.dtype == bool:
+        bits = np.packbits(x, bitorder="little")
+        return pa.BooleanArray.from_buffers(pa.bool_(), x.size, [None, pa.py_buffer(bits)])
+    ints = np.ascontiguousarray(x, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), ints.size, [None, pa.py_buffer(ints)])
+
+
+_NP_TYPES = {
+    **{f"int{b}": np.dtype(f"int{b}") for b in (8, 16, 32, 64)},
+    **{f"uint{b}": np.dtype(f"uint{b}") for b in (8, 16, 32, 64)},
+    "float": np.dtype(np.float32),
+    "double": np.dtype(np.float64),
+}
+
+
 def parse_array(
     array: pa.Array | pa.ChunkedArray | np.ndarray | Iterable[Any], *, chi: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -392,13 +434,13 @@ def parse_array(
     t = array.type
     n = len(array)
     if pa.types.is_integer(t):
-        nulls = array.is_null().to_numpy(zero_copy_only=False)
-        vals = _as_int64(array.fill_null(0).to_numpy(zero_copy_only=False))
+        nulls = _np(array.is_null())
+        vals = _as_int64(_np(array))
         reasons = validate_int_array(vals, chi=chi)
         reasons[nulls] = Reason.MISSING
         return np.where(reasons == 0, vals, 0), reasons
     if pa.types.is_floating(t):
-        f = array.to_numpy(zero_copy_only=False).astype(np.float64)
+        f = _np(array.cast(pa.float64())) if array.null_count == 0 else _floats(array)
         nan = np.isnan(f)
         whole = np.isfinite(f) & (np.floor(f) == f)
         small = whole & (np.abs(f) < 1e18)  # beyond int64: out of range either way
@@ -416,23 +458,23 @@ def parse_array(
         array = array.cast(pa.string())
     if n and array.null_count == 0:
         # the usual column: every value is already 9-10 plain ASCII digits, nothing to clean
-        blen = pc.binary_length(array).to_numpy(zero_copy_only=False)
+        blen = _np(pc.binary_length(array))
         if ((blen == 10) | (blen == 9)).all() and pc.all(pc.ascii_is_decimal(array)).as_py():
-            ints = array.cast(pa.int64()).to_numpy(zero_copy_only=False)
+            ints = _np(array.cast(pa.int64()))
             reasons = _reasons(ints, chi, blen)
             return np.where(reasons == 0, ints, 0), reasons
     trimmed = pc.utf8_trim(array, characters=_WS)
-    spaced = pc.match_substring_regex(trimmed, "^" + _SPACED.pattern + "$").fill_null(False)
+    spaced = pc.match_substring_regex(trimmed, "^" + _SPACED.pattern + "$")  # null: no match (_np)
     compact = pc.replace_substring_regex(trimmed, r"[ \-]", "")
-    ten = pc.match_substring_regex(compact, r"^[0-9]{9,10}$").fill_null(False)
-    plain = pc.and_(spaced, ten).to_numpy(zero_copy_only=False)
-    empty = pc.equal(pc.utf8_length(trimmed), 0).fill_null(True).to_numpy(zero_copy_only=False)
+    ten = pc.match_substring_regex(compact, r"^[0-9]{9,10}$")
+    plain = _np(pc.and_(spaced, ten))
+    empty = _np(pc.utf8_length(trimmed)) == 0  # a null's length reads as 0 (_np): missing too
     vals = np.zeros(n, dtype=np.int64)
     reasons = np.full(n, Reason.NOT_DIGITS, dtype=np.uint8)
     if plain.any():
-        digits = pc.filter(compact, pa.array(plain))
-        lens = pc.utf8_length(digits).to_numpy(zero_copy_only=False)
-        ints = digits.cast(pa.int64()).to_numpy(zero_copy_only=False)
+        digits = pc.filter(compact, _pa(plain))
+        lens = _np(pc.utf8_length(digits))
+        ints = _np(digits.cast(pa.int64()))
         r = _reasons(ints, chi, lens)
         vals[plain] = np.where(r == 0, ints, 0)
         reasons[plain] = r
@@ -440,12 +482,17 @@ def parse_array(
     odd = ~plain & ~empty
     if odd.any():
         idx = np.flatnonzero(odd)
-        originals = array.take(pa.array(idx)).to_pylist()
+        originals = array.take(_pa(idx)).to_pylist()
         for i, v in zip(idx, originals, strict=True):
             p = parse(v, chi=chi)
             reasons[i] = p.reason
             vals[i] = p.value or 0
     return vals, reasons
+
+
+def _floats(array: pa.Array) -> np.ndarray:
+    """A float column with nulls as NumPy float64, nulls as NaN (as PyArrow converts them)."""
+    return np.where(_np(array.is_null()), np.nan, _np(array.cast(pa.float64())))
 
 
 def _as_int64(x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,9 @@ from optout.dat import write_dat
 from optout.errors import InputError, OptoutError, UsageError
 from optout.nhs_number import format_number, synthetic
 from optout.release import apply_opt_outs
+from optout.release.engines.base import Engine
 from optout.release.engines.duckdb import DuckDBEngine
+from optout.release.engines.polars import PolarsEngine
 from optout.release.plan import make_plan, parse_link
 from optout.store import Store
 
@@ -98,20 +100,24 @@ def _setup(tmp_path: Path) -> tuple[list[Path], Path]:
     return [t], tmp_path / "l.dat"
 
 
-def test_a_failure_while_writing_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("engine", [DuckDBEngine, PolarsEngine])
+def test_a_failure_while_writing_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: type[Engine]
+) -> None:
     tables, cl = _setup(tmp_path)
 
-    def boom(self: DuckDBEngine, table: str, out_path: Path) -> int:
+    def boom(self: Engine, table: str, out_path: Path) -> int:
         out_path.write_text("half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(DuckDBEngine, "write", boom)
+    monkeypatch.setattr(engine, "write", boom)
     with pytest.raises(OSError):
         apply_opt_outs(
             tables,
             out_dir=tmp_path / "rel",
             cleaned_list=cl,
             checked_at=CHECKED,
+            engine=engine.name,
             store=Store(f"sqlite:///{tmp_path / 'meta.db'}"),
             now=CHECKED + timedelta(days=1),
         )

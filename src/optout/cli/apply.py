@@ -114,10 +114,11 @@ def apply_cmd(
         None, "--flow", metavar="ID", help="The registered data flow this is for."
     ),
     engine: str = typer.Option(
-        "duckdb",
+        "polars",
         "--engine",
-        metavar="duckdb|reference|spark",
-        help="Engine (default duckdb); spark runs on Apache Spark (local[*], or --spark-master).",
+        metavar="polars|duckdb|reference|spark",
+        help="Engine (default polars, the fastest); duckdb spills to disk beyond --memory-limit; "
+        "spark runs on Apache Spark (local[*], or --spark-master).",
     ),
     spark_master: str | None = typer.Option(
         None,
@@ -129,8 +130,8 @@ def apply_cmd(
         None,
         "--memory-limit",
         metavar="SIZE",
-        help="DuckDB memory limit, e.g. 2GB (default 1GB); it spills beyond. --engine spark: the "
-        "local driver's memory (default 4GB).",
+        help="--engine duckdb: its memory limit, e.g. 2GB (default 1GB); it spills beyond. "
+        "--engine spark: the local driver's memory (default 4GB). Not used by polars.",
     ),
     encoding: str | None = typer.Option(
         None, "--encoding", metavar="ENC", help="CSV encoding (utf-8, utf-8-sig, latin-1); default: sniffed."

@@ -6,8 +6,9 @@
    disclosure deadline has passed (001 §8.4);
 2. plan: open every table, find its NHS-number column or its link to a parent table, check the
    ``unmatched`` choice (001 §8.2) fits;
-3. classify every row of every table (engine: DuckDB streaming, or the pure-Python reference);
-   with ``unmatched="fail"`` stop here when any NHS number is missing or invalid;
+3. classify every row of every table (engine: Polars streaming, the default; DuckDB; Spark; or
+   the pure-Python reference); with ``unmatched="fail"`` stop here when any NHS number is
+   missing or invalid;
 4. write the kept rows into a temporary folder beside ``out_dir``; record the release (state
    "preparing", audited, counts only), write ``release.json``, rename the folder into place, and
    record it "prepared" (audited). A release left "preparing" by a killed apply is settled by the
@@ -33,7 +34,7 @@ from optout import atomic
 from optout.check.cleaned_list import AllowList, parse_checked_at, read_cleaned_list
 from optout.dat import read_number_file
 from optout.errors import InputError, Location, NotFoundError, PolicyRefusal, UsageError
-from optout.release.engines import ENGINES, engine_names, get_engine
+from optout.release.engines import DEFAULT_ENGINE, ENGINES, engine_names, get_engine
 from optout.release.engines.base import Lists, Status, TableCounts
 from optout.release.manifest import (
     MANIFEST_FORMAT,
@@ -185,7 +186,7 @@ def apply_opt_outs(
     dry_run: bool = False,
     force: bool = False,
     flow_id: str | None = None,
-    engine: str = "duckdb",
+    engine: str = DEFAULT_ENGINE,
     memory_limit: str | None = None,
     store: Store | None = None,
     now: datetime | None = None,

@@ -53,7 +53,7 @@ from optout.tables import TableSource
 
 __all__ = ["PolarsEngine"]
 
-CHUNK_ROWS = 1 << 20  # rows per classification chunk: a few MB per key column
+CHUNK_ROWS = 1 << 22  # rows per classification chunk: 32 MB per integer key column
 _LOW = 1_000_000_000  # the smallest 10-digit number
 _HIGH = 10_000_000_000
 _INT_TYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
@@ -104,6 +104,16 @@ def _text_keys(s: pl.Series) -> pl.Series:
         texts = [_python_key(v) for v in uniq.to_arrow().to_pylist()]
         out = s.replace_strict(uniq, pl.Series(texts, dtype=pl.String), default=None, return_dtype=pl.String)
     return out.replace("", None)
+
+
+def _numbers(raw: pl.Series, chi: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``parse_array`` of a column: (normalised numbers, 0 where invalid; reason codes)."""
+    if _is_int(raw.dtype) or raw.dtype == pl.UInt64:
+        nulls = raw.is_null().to_numpy()
+        vals, reasons = parse_array(raw.fill_null(0).to_numpy(), chi=chi)
+        reasons[nulls] = Reason.MISSING
+        return np.where(nulls, 0, vals), reasons
+    return parse_array(raw.to_arrow(), chi=chi)
 
 
 def _unique_union(parts: list[pl.Series], new: pl.Series) -> None:
@@ -431,9 +441,16 @@ class PolarsEngine(Engine):
     def _key_values(s: pl.Series, kind: str) -> pl.Series:
         return s.cast(pl.Int64) if kind == "int" else _text_keys(s)
 
-    def _by_number(self, n: np.ndarray) -> np.ndarray:
-        """Status of valid numbers: not in the cohort, on the list (kept) or not (opted out)."""
-        st = np.where(_sorted_isin(self._allow_np, n), Status.KEPT, Status.REMOVED_NOT_ON_LIST)
+    def _by_number(self, n: np.ndarray, lookup: np.ndarray | None = None) -> np.ndarray:
+        """Status of valid numbers: not in the cohort, on the list (kept) or not (opted out).
+
+        ``lookup``: which ones may be on the list (the others are known not to be)."""
+        on = np.zeros(n.shape, dtype=bool)
+        if lookup is None:
+            on = _sorted_isin(self._allow_np, n)
+        elif lookup.any():
+            on[lookup] = _sorted_isin(self._allow_np, n[lookup])
+        st = np.where(on, Status.KEPT, Status.REMOVED_NOT_ON_LIST)
         if self._cohort_np is not None:
             st = np.where(_sorted_isin(self._cohort_np, n), st, Status.REMOVED_NOT_IN_COHORT)
         return st.astype(np.uint8)
@@ -456,7 +473,7 @@ class PolarsEngine(Engine):
         cand = self._candidate(t, schema[t.nhs_column]) if t.nhs_column is not None else None
         if cand is not None:
             on_list = cand.is_in(self._allow.implode()).fill_null(False)
-            exprs += [cand.alias("__cand"), on_list.alias("__on")]
+            exprs += [cand.fill_null(_NONE).alias("__cand"), on_list.alias("__on")]
         lf = self._scan(src).select(exprs)
 
         # parent side: a summary of each child link's keys
@@ -491,23 +508,27 @@ class PolarsEngine(Engine):
             status = np.full(n, Status.KEPT if t.nhs_column else Status.KEPT_WITH_PARENT, dtype=np.uint8)
             person = np.full(n, _NONE, dtype=np.int64)
             if t.nhs_column is not None:
+                fast: np.ndarray | None = None
                 if cand is not None:
                     on = b["__on"].to_numpy()
-                    fast = b["__cand"].fill_null(_NONE).to_numpy()
-                    person[on] = fast[on]
+                    fast = b["__cand"].to_numpy()
+                    person = np.where(on, fast, _NONE)
                     off = np.flatnonzero(~on)
                 else:
                     off = np.arange(n)
                 if off.size:
-                    raw = b[t.nhs_column].gather(off) if off.size < n else b[t.nhs_column]
-                    vals, reasons = parse_array(raw.to_arrow(), chi=t.chi)
+                    raw = b[t.nhs_column] if off.size == n else b[t.nhs_column].gather(off)
+                    vals, reasons = _numbers(raw, t.chi)
                     bad = reasons != 0
                     reason_counts += np.bincount(reasons, minlength=256)
                     if bad.any() and len(problems) < PROBLEM_ROWS_SHOWN:
                         problems.extend((offset + off[bad][:PROBLEM_ROWS_SHOWN] + 1).tolist())
                     good = off[~bad]
                     person[good] = vals[~bad]
-                    status[good] = self._by_number(vals[~bad])
+                    # a valid number whose fast candidate was not on the list is not on it (the
+                    # candidate is the number): only other spellings are looked up again
+                    recheck = np.ones(good.size, dtype=bool) if fast is None else fast[good] < 0
+                    status[good] = self._by_number(vals[~bad], recheck)
                     worse = off[bad]
                     if worse.size:
                         if plan.unmatched == "release":
@@ -553,7 +574,7 @@ class PolarsEngine(Engine):
                         return None
                 else:
                     builder.add(kv, kept, person)
-            for code in np.unique(status):
+            for code in np.flatnonzero(np.bincount(status, minlength=256)):
                 sel = status == code
                 if parent_row is not None:
                     rows = parent_row[sel]
