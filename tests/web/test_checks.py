@@ -64,7 +64,9 @@ def test_an_ig_lead_refreshes_the_cache(client: Any, web_app: Any, service: Any,
     page = lead.get(wait_url, follow_redirects=False)
     assert page.status_code == 200 and '<noscript><meta http-equiv="refresh"' in page.text
     service.responder.run_once()
-    r = lead.get(wait_url, follow_redirects=False)
+    # the page reloads every few seconds, but MESH is asked with a back-off: not again so soon
+    assert lead.get(wait_url, follow_redirects=False).status_code == 200
+    r = lead.get(f"{wait_url}?now=1", follow_redirects=False)  # "Check again" asks at once
     assert r.status_code == 303 and r.headers["location"] == f"/checks/{local_id}"
     shown = lead.get(r.headers["location"])
     assert "Cache refreshed" in shown.text and "collected" in shown.text.lower()

@@ -57,7 +57,7 @@ def _made_release(client: Any, web_app: Any, service: Any, tmp_path: Path) -> st
     assert waiting.status_code == 200
     assert '<noscript><meta http-equiv="refresh"' in waiting.text and "Check again" in waiting.text
     assert service.responder.run_once() >= 1
-    r = client.get(f"{base}/check/wait", follow_redirects=False)
+    r = client.get(f"{base}/check/wait?now=1", follow_redirects=False)  # "Check again"
     assert r.status_code == 303 and r.headers["location"].endswith("/preview")
     preview = client.get(f"{base}/preview")
     assert preview.status_code == 200, preview.text
@@ -147,7 +147,7 @@ def test_cache_choice_and_withdraw(client: Any, web_app: Any, service: Any, tmp_
     assert r.status_code == 400 and "cache cannot be used" in r.text
     r = post(lead, f"{base}/check", {"mode": "one-off"})
     service.responder.run_once()
-    lead.get(f"{base}/check/wait")
+    lead.get(f"{base}/check/wait?now=1")
     r = post(lead, f"{base}/make", {}, page=f"{base}/confirm")
     release_id = r.headers["location"].split("/")[2]
     r = post(lead, f"/releases/{release_id}/withdraw", {"reason": ""})

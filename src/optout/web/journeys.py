@@ -33,6 +33,7 @@ __all__ = [
     "drafts",
     "form_error",
     "long_date",
+    "poll_due",
     "uploads_root",
 ]
 
@@ -90,6 +91,21 @@ class StreamedCsrf:
     def before_file(self) -> None:
         if not self.ok:
             raise CsrfFailed()
+
+
+FIRST_POLL_SECONDS = 5.0
+MAX_POLL_SECONDS = 300.0  # MESH guidance: poll about every 5 minutes
+
+
+def poll_due(started: datetime | None, last: datetime | None, now: datetime) -> bool:
+    """Whether a page waiting for a check reply should ask MESH again now.
+
+    The page reloads itself every few seconds, but MESH is asked at most every quarter of the time
+    waited so far (at least 5 seconds apart, at most 5 minutes), as ``optout check`` backs off."""
+    if last is None or started is None:
+        return True
+    interval = min(MAX_POLL_SECONDS, max(FIRST_POLL_SECONDS, (now - started).total_seconds() / 4))
+    return (now - last).total_seconds() >= interval - 0.5
 
 
 def form_error(exc: OptoutError, href: str) -> list[dict[str, str]]:

@@ -20,6 +20,7 @@ API: ``GET /api/checks``, ``GET /api/checks/{id}``, ``POST /api/checks/{id}/coll
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -43,7 +44,7 @@ from optout.web.deps import (
     require_role,
 )
 from optout.web.drafts import Drafts
-from optout.web.journeys import StreamedCsrf, acting_settings, form_error, long_date, web_home
+from optout.web.journeys import StreamedCsrf, acting_settings, form_error, long_date, poll_due, web_home
 from optout.web.multipart import check_table, receive_multipart, table_name
 
 router = APIRouter()
@@ -241,7 +242,13 @@ def collect_submit(
 def wait_page(request: Request, local_id: str, user: User = Depends(require_role(*COLLECTORS))) -> Response:
     req = check_state.get(get_store(request), local_id)
     problem = None
-    if not req.final:
+    polls: dict[str, datetime] | None = getattr(request.app.state, "check_polls", None)
+    if polls is None:
+        polls = request.app.state.check_polls = {}
+    now = datetime.now(UTC)
+    force = request.query_params.get("now") == "1"  # "Check again"
+    if not req.final and (force or poll_due(req.sent_at or req.created_at, polls.get(local_id), now)):
+        polls[local_id] = now
         _state, problem = _collect(request, user, local_id)
         req = check_state.get(get_store(request), local_id)
     if req.final:

@@ -77,7 +77,7 @@ from optout.web.deps import (
     require_role,
 )
 from optout.web.drafts import Draft, Drafts
-from optout.web.journeys import StreamedCsrf, acting_settings, drafts, form_error, long_date
+from optout.web.journeys import StreamedCsrf, acting_settings, drafts, form_error, long_date, poll_due
 from optout.web.multipart import check_table, receive_multipart, remove_tree, table_name
 
 router = APIRouter()
@@ -966,7 +966,7 @@ def start_check(request: Request, draft: Draft, user: User, mode: str) -> None:
         "state": result.state,
         "sent": result.sent_count,
         "withheld": cohort.withheld,
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started_at": datetime.now(UTC).isoformat(timespec="microseconds"),
     }
 
 
@@ -994,10 +994,18 @@ async def check_submit(
     return RedirectResponse(_next_url(draft), status_code=303)
 
 
-def poll_check(request: Request, draft: Draft, user: User) -> dict[str, Any]:
-    """Collect the reply if it has come (never waits). Returns the check's state."""
+def _time(text: Any) -> datetime | None:
+    return datetime.fromisoformat(str(text)) if text else None
+
+
+def poll_check(request: Request, draft: Draft, user: User, *, force: bool = False) -> dict[str, Any]:
+    """Collect the reply if it has come (never waits; MESH is asked with a back-off unless
+    ``force``). Returns the check's state."""
     check = dict(draft.data.get("check") or {})
     if check.get("mode") != "one-off" or check.get("state") == "collected":
+        return check
+    now = datetime.now(UTC)
+    if not force and not poll_due(_time(check.get("started_at")), _time(check.get("polled_at")), now):
         return check
     try:
         result = collect(
@@ -1011,11 +1019,10 @@ def poll_check(request: Request, draft: Draft, user: User) -> dict[str, Any]:
     else:
         check.update(
             state=result.state,
-            returned=result.returned_count,
             checked_at=result.checked_at.isoformat() if result.checked_at else None,
             problem=None,
         )
-    check["polled_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    check["polled_at"] = now.isoformat(timespec="microseconds")
     draft.data["check"] = check
     return check
 
@@ -1027,7 +1034,7 @@ def check_wait(request: Request, draft_id: str, user: User = Depends(require_rol
     except NotFoundError:
         return _gone(request)
     try:
-        check = poll_check(request, draft, user)
+        check = poll_check(request, draft, user, force=request.query_params.get("now") == "1")
     except OptoutError as exc:  # rejected, failed: the request is over; start the check again
         _forget_check(draft)
         _drafts(request).save(draft)
@@ -1349,7 +1356,7 @@ def api_check(
 def api_collect(request: Request, draft_id: str, user: User = Depends(require_role(*MAKERS))) -> JSONResponse:
     """Collect the check service's reply if it has come (202 while it has not)."""
     draft = _api_load(request, draft_id, user)
-    check = poll_check(request, draft, user)
+    check = poll_check(request, draft, user, force=True)
     _drafts(request).save(draft)
     return JSONResponse(_state(draft), status_code=200 if check.get("state") == "collected" else 202)
 
