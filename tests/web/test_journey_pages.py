@@ -130,3 +130,17 @@ def test_a_release_made_outside_the_browser(client: Any, web_app: Any, release_i
     external = counts(f"/releases/{release_id}/report?for=external")
     assert ">3<" in internal and "&lt;5" not in internal
     assert "&lt;5" in external and ">3<" not in external
+
+
+def test_every_example_flow_has_a_page(client: Any, web_app: Any) -> None:
+    """The flows ``make demo`` and the examples register render (facts, decision, clauses)."""
+    store = web_app.state.store
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples" / "flows").glob("*.yaml"))
+    for path in examples:
+        flows.add_flow(store, path, actor="cli")
+    c = client("viewer")
+    assert c.get("/flows").status_code == 200
+    for path in examples:
+        page = c.get(f"/flows/{path.stem}")
+        assert page.status_code == 200, path.stem
+        assert 'id="decision"' in page.text
