@@ -29,20 +29,23 @@ def run(ctx: Context) -> dict[str, Any]:
         "columns={'n': 'BIGINT', 'rest': 'VARCHAR'}, delim=',')"
     )
     work = Path(ctx.work_dir)
-    opts = copy_options(ctx.format)
+    opts = copy_options(ctx.format, ctx.extra.get("compression"))
     rows = {}
 
     def copy(name: str, where: str) -> None:
         out = work / Path(ctx.tables[name]).name
         sql = f"COPY (SELECT * FROM {scan(ctx.tables[name], ctx.format)} WHERE {where}) TO '{out}' ({opts})"
-        rows[name] = int(con.execute(sql).fetchone()[0])
+        row = con.execute(sql).fetchone()
+        assert row is not None
+        rows[name] = int(row[0])
 
-    # the patients table holds NHS numbers as text, some spelled "943 476 5919"
-    copy(
-        "patients",
-        "TRY_CAST(regexp_replace(trim(nhs_number), '[ -]', '', 'g') AS BIGINT) IN (SELECT n FROM allow)",
-    )
-    copy("episodes", "nhs_number IN (SELECT n FROM allow)")
-    kept_episodes = scan(str(work / Path(ctx.tables["episodes"]).name), ctx.format)
-    copy("procedures", f"episode_id IN (SELECT episode_id FROM {kept_episodes})")
+    if "patients" in ctx.tables:  # NHS numbers as text, some spelled "943 476 5919"
+        copy(
+            "patients",
+            "TRY_CAST(regexp_replace(trim(nhs_number), '[ -]', '', 'g') AS BIGINT) IN (SELECT n FROM allow)",
+        )
+    copy("episodes", "TRY_CAST(nhs_number AS BIGINT) IN (SELECT n FROM allow)")
+    if "procedures" in ctx.tables:
+        kept_episodes = scan(str(work / Path(ctx.tables["episodes"]).name), ctx.format)
+        copy("procedures", f"episode_id IN (SELECT episode_id FROM {kept_episodes})")
     return {"seconds": time.perf_counter() - t0, "rows_out": rows}

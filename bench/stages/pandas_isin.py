@@ -44,22 +44,24 @@ def run(ctx: Context) -> dict[str, Any]:
     work = Path(ctx.work_dir)
     rows = {}
 
-    patients = _read(ctx.tables["patients"], ctx.format)
-    cleaned = pd.to_numeric(patients["nhs_number"].str.replace(r"[ -]", "", regex=True), errors="coerce")
-    patients = patients[cleaned.isin(allow)]
-    _write(patients, work / Path(ctx.tables["patients"]).name, ctx.format)
-    rows["patients"] = len(patients)
-    del patients, cleaned
+    if "patients" in ctx.tables:
+        patients = _read(ctx.tables["patients"], ctx.format)
+        text = patients["nhs_number"].astype("string").str.replace(r"[ -]", "", regex=True)
+        patients = patients[pd.to_numeric(text, errors="coerce").isin(allow)]
+        _write(patients, work / Path(ctx.tables["patients"]).name, ctx.format)
+        rows["patients"] = len(patients)
+        del patients, text
 
     episodes = _read(ctx.tables["episodes"], ctx.format)
-    episodes = episodes[episodes["nhs_number"].isin(allow)]
+    episodes = episodes[pd.to_numeric(episodes["nhs_number"], errors="coerce").isin(allow)]
     _write(episodes, work / Path(ctx.tables["episodes"]).name, ctx.format)
     rows["episodes"] = len(episodes)
     kept_ids = episodes["episode_id"].to_numpy()
     del episodes
 
-    procedures = _read(ctx.tables["procedures"], ctx.format)
-    procedures = procedures[procedures["episode_id"].isin(kept_ids)]
-    _write(procedures, work / Path(ctx.tables["procedures"]).name, ctx.format)
-    rows["procedures"] = len(procedures)
+    if "procedures" in ctx.tables:
+        procedures = _read(ctx.tables["procedures"], ctx.format)
+        procedures = procedures[procedures["episode_id"].isin(kept_ids)]
+        _write(procedures, work / Path(ctx.tables["procedures"]).name, ctx.format)
+        rows["procedures"] = len(procedures)
     return {"seconds": time.perf_counter() - t0, "rows_out": rows}

@@ -123,7 +123,9 @@ class Extract:
 class _Writer:
     """Streams record batches to a Parquet or CSV file, atomically (temp file, then rename)."""
 
-    def __init__(self, path: Path, schema: pa.Schema, fmt: str, row_group_size: int) -> None:
+    def __init__(
+        self, path: Path, schema: pa.Schema, fmt: str, row_group_size: int, compression: str = "snappy"
+    ) -> None:
         self.path = path
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
@@ -131,7 +133,7 @@ class _Writer:
         self.rows = 0
         self._w: pq.ParquetWriter | pacsv.CSVWriter
         if fmt == "parquet":
-            self._w = pq.ParquetWriter(self.tmp, schema, compression="snappy")
+            self._w = pq.ParquetWriter(self.tmp, schema, compression=compression)
         elif fmt == "csv":
             self._w = pacsv.CSVWriter(self.tmp, schema)
         else:
@@ -190,6 +192,7 @@ def extract(
     missing_rate: float = 0.0,
     invalid_rate: float = 0.0,
     chunk_rows: int = CHUNK_ROWS,
+    compression: str = "snappy",
 ) -> Extract:
     """Write ``patients``, ``episodes`` (``rows`` rows) and ``procedures`` under ``out_dir``.
 
@@ -197,7 +200,7 @@ def extract(
     ``format``: "parquet" or "csv" for every table, or a mapping per table name.
     ``messy_rate``: share of people whose text NHS number is spelled oddly but validly.
     ``missing_rate`` / ``invalid_rate``: share of people whose NHS number is missing / invalid
-    (one digit wrong) in every table. Same arguments, same files.
+    (one digit wrong) in every table. ``compression``: the Parquet codec. Same arguments, same files.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +265,7 @@ def extract(
     writers: dict[str, _Writer] = {}
     try:
         for t in TABLES:
-            writers[t] = _Writer(paths[t], schemas[t], fmts[t], chunk_rows)
+            writers[t] = _Writer(paths[t], schemas[t], fmts[t], chunk_rows, compression)
         districts = pa.array(
             [f"{a}{n}" for a in ("LS", "M", "B", "S", "NE", "BD", "HU", "YO") for n in range(1, 30)]
         )
