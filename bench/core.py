@@ -174,7 +174,8 @@ def run_once(stage: ModuleType, ctx: Context, i: int = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         ctx_file, result_file = Path(tmp) / "ctx.json", Path(tmp) / "result.json"
         ctx_file.write_text(run_ctx.to_json())
-        env = dict(os.environ, OPTOUT_HOME=ctx.optout_home, PYTHONPATH=str(ROOT))
+        path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]  # e.g. another checkout's src
+        env = dict(os.environ, OPTOUT_HOME=ctx.optout_home, PYTHONPATH=os.pathsep.join(path))
         t0 = time.perf_counter()
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.child", stage.NAME, str(ctx_file), str(result_file)],
