@@ -8,6 +8,9 @@
   service mailbox); call ``central_service.responder.run_once()`` to answer pending requests.
 - ``spark`` (session): one local SparkSession (Java 17) for every Spark test; ``--engine spark``
   uses the active session, so ``apply_opt_outs(..., engine="spark")`` runs on it.
+
+Hypothesis runs under the ``optout`` profile (below): no test is timed, so no per-example
+deadline and no "too slow" health check, which fail a correct test on a busy machine.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from optout.config import MeshSettings
 from optout.service.sandbox import SandboxInfo, reset_sandbox, start_sandbox, stop_sandbox
@@ -29,11 +33,21 @@ if TYPE_CHECKING:
     from optout.mesh import MeshMailbox
     from optout.service import Register, Responder
 
+# Built on the profile Hypothesis picked (its "ci" profile, derandomized, when CI is set; random
+# examples, replayed from its database once they failed, on a developer's machine). A test's own
+# @settings(suppress_health_check=[...]) replaces this list: add too_slow to it there.
+settings.register_profile("optout", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("optout")
+
+# How long a real process (uvicorn, PostgreSQL) may take to answer on a busy machine before a
+# fixture gives up; a wait on a condition, over as soon as it holds.
+START_TIMEOUT = 120.0
+
 
 @pytest.fixture(scope="session")
 def mesh_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxInfo]:
     state_dir = tmp_path_factory.mktemp("mesh-sandbox")
-    info = start_sandbox(state_dir, with_responder=False)
+    info = start_sandbox(state_dir, with_responder=False, ready_timeout=START_TIMEOUT)
     try:
         yield info
     finally:

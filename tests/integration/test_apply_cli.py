@@ -359,10 +359,24 @@ def _big_extract(env: Path, rows: int = 3_000_000) -> list[str]:
     ]
 
 
-def _wait_for_tmp(env: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def _staging(env: Path) -> list[str]:
+    return [p.name for p in env.iterdir() if p.name.startswith(".rel.tmp-")]
+
+
+def _stop_mid_write(env: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Wait (generously) until apply has made its staging folder, then freeze it there (SIGSTOP).
+
+    A fixed pause before the signal would race the command, which may finish first when this
+    process is slow to get a turn. Stopped, it is mid-write whenever the signal comes; the caller
+    sends the signal, then SIGCONT for a handler to run.
+    """
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if any(p.name.startswith(".rel.tmp-") for p in env.iterdir()):
+        if _staging(env):
+            proc.send_signal(signal.SIGSTOP)
+            assert proc.poll() is None and _staging(env) and not (env / "rel").exists(), (
+                "apply finished before it could be stopped"
+            )
             return
         if proc.poll() is not None:
             pytest.fail("apply finished before it could be interrupted")
@@ -374,10 +388,9 @@ def _wait_for_tmp(env: Path, proc: subprocess.Popen[bytes], timeout: float = 60)
 def test_killed_mid_write_leaves_no_release(env: Path) -> None:
     args = _big_extract(env)
     proc = subprocess.Popen(args, cwd=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for_tmp(env, proc)
-    time.sleep(0.5)
+    _stop_mid_write(env, proc)
     proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
+    proc.wait(120)
     assert not (env / "rel").exists()
     leftovers = [p for p in env.iterdir() if p.name.startswith(".rel.tmp-")]
     assert all(not (p / "release.json").exists() for p in leftovers)  # never mistaken for a release
@@ -393,10 +406,10 @@ def test_killed_mid_write_leaves_no_release(env: Path) -> None:
 def test_interrupted_mid_write_cleans_up(env: Path, sig: signal.Signals) -> None:
     args = _big_extract(env)
     proc = subprocess.Popen(args, cwd=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for_tmp(env, proc)
-    time.sleep(0.5)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    _stop_mid_write(env, proc)
+    proc.send_signal(sig)  # pending until it runs again
+    proc.send_signal(signal.SIGCONT)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()
     assert b"nothing was left half-written" in err and b"Traceback" not in err
     assert not (env / "rel").exists()

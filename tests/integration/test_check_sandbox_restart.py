@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 
 from optout import nhs_number
@@ -36,18 +37,23 @@ from optout.store import Store
 pytestmark = pytest.mark.slow
 
 
-def _wait_until(pred, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+# Generous: on a busy machine a real process (uvicorn, the client thread) may wait seconds for a
+# CPU. Every wait below is on a condition and returns as soon as it holds.
+PATIENCE = 120.0
+
+
+def _wait_until(pred, what: str, timeout: float = PATIENCE) -> None:  # type: ignore[no-untyped-def]
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():
             return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
 
 
 def test_sandbox_restarted_mid_wait_loses_nothing(tmp_path: Path) -> None:
     state = tmp_path / "sandbox"
-    info = start_sandbox(state, with_responder=False)
+    info = start_sandbox(state, with_responder=False, ready_timeout=PATIENCE)
     try:
         register = Register(tmp_path / "register")
         register.seed(2_000, 0.1, seed=5)
@@ -58,8 +64,13 @@ def test_sandbox_restarted_mid_wait_loses_nothing(tmp_path: Path) -> None:
         out = tmp_path / "cleaned.dat"
         store = Store(f"sqlite:///{tmp_path / 'meta.db'}")
         result: dict[str, object] = {}
+        pauses: list[float] = []  # one per pause of the waiting client, each after a finished poll
         settings = Settings(home=tmp_path / "home", store_url=store.url)
         settings.mesh = org_settings_of(info)
+
+        def paced(seconds: float) -> None:
+            pauses.append(seconds)
+            time.sleep(seconds)
 
         def client() -> None:
             try:
@@ -67,8 +78,9 @@ def test_sandbox_restarted_mid_wait_loses_nothing(tmp_path: Path) -> None:
                     cohort,
                     out=out,
                     settings=settings,
-                    wait=timedelta(seconds=90),
+                    wait=timedelta(seconds=4 * 60),  # returns as soon as the reply is in
                     store=store,
+                    sleep=paced,
                     first_poll=0.2,
                     max_poll=0.5,
                 )
@@ -77,25 +89,38 @@ def test_sandbox_restarted_mid_wait_loses_nothing(tmp_path: Path) -> None:
 
         waiting = threading.Thread(target=client, daemon=True)
         waiting.start()
-        # the request is on the central mailbox: now restart the sandbox under the waiting client
-        service = MeshMailbox(service_settings(info))
-        _wait_until(lambda: "error" in result or any(True for _ in service.inbox()))
+        # Restart the sandbox only once the client is *waiting*: it has sent the request and
+        # finished its first poll (its first pause comes after it). Seeing the request on the
+        # central mailbox is not enough: the client may not have polled yet, and a first poll
+        # that cannot reach MESH is an error by design (test_mesh_unreachable_at_first_poll_...).
+        _wait_until(lambda: "error" in result or len(pauses) >= 1, "the client has polled once")
         assert "error" not in result, result.get("error")
+        service = MeshMailbox(service_settings(info))
+        assert len(list(service.inbox())) == 1  # the request is on the central mailbox
         service.close()
+        old = psutil.Process(info.pid)
         os.killpg(info.pid, signal.SIGTERM)
-        _wait_until(lambda: not ping(info.url, timeout=0.5))
-        time.sleep(1.0)  # the client polls a dead sandbox for a while
+        old.wait(timeout=PATIENCE)  # gone, and its port free for the new one
+        # the client polls the dead sandbox at least once: the pause counted now may come before
+        # a poll that began before the sandbox died; the poll after the next pause cannot have
+        pauses_then = len(pauses)
+        _wait_until(
+            lambda: "error" in result or len(pauses) >= pauses_then + 2, "the client polled a dead sandbox"
+        )
+        assert "error" not in result, result.get("error")  # later polls may fail: it keeps waiting
         proc = _spawn_sandbox(state / "data", info.port, info.shared_key, state / "sandbox.log")
         info.pid = proc.pid
         (state / "sandbox.json").write_text(info.to_json())
-        _wait_until(lambda: ping(info.url, timeout=0.5))
+        _wait_until(lambda: proc.poll() is not None or ping(info.url), "the new sandbox answers")
+        assert proc.poll() is None, f"the new sandbox exited: see {state / 'sandbox.log'}"
 
         # the request survived the restart; the service answers it now
         mailbox = MeshMailbox(service_settings(info))
         responder = Responder(register, mailbox)
-        _wait_until(lambda: responder.run_once() == 1)
+        _wait_until(lambda: responder.run_once() == 1, "the service answered the request")
         mailbox.close()
-        waiting.join(timeout=120)
+        waiting.join(timeout=PATIENCE)
+        assert not waiting.is_alive(), "the client did not collect the reply"
         assert "error" not in result, result.get("error")
         allow = read_cleaned_list(out)
         expected = register.answer(nhs_number.sorted_unique(cohort_numbers))

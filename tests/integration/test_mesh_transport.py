@@ -110,7 +110,7 @@ def test_non_delivery_report_is_told_apart(mesh: SandboxInfo, org_settings: Mesh
                 "local_id": "req-1",
                 "linked_message_id": sent,
             },
-            timeout=10,
+            timeout=60,
         )
         assert response.status_code == 200, response.text
         (report_id,) = list(org.inbox())

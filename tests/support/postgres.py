@@ -39,6 +39,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _start(prefix: list[str], bindir: Path, data: Path, sock: Path, log: Path) -> int:
+    """Start the server on a free port; return the port.
+
+    A free port is only free until someone else takes it (other test runs share the machine, and
+    initdb takes a while): it is picked just before the start, and another one is tried if the
+    server could not have it. ``pg_ctl -w`` waits, generously, until the server answers.
+    """
+    pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
+    for _attempt in range(3):
+        port = _free_port()
+        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+        started = subprocess.run(
+            [*pg_ctl, "-o", opts, "-w", "-t", "120", "-l", str(log), "start"], capture_output=True
+        )
+        if started.returncode == 0:
+            return port
+        # a server still starting when -t ran out would hold the data folder: stop it first
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(f"PostgreSQL did not start: {started.stderr.decode(errors='replace')}\n{tail}")
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yield a SQLAlchemy URL of a fresh database on a fresh server; stop it afterwards."""
@@ -62,43 +84,25 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(sock, "postgres")
         os.chmod(base, 0o755)
         prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
     subprocess.run(
         [*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "optout", "-E", "UTF8"],
         check=True,
         capture_output=True,
     )
-    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [
-            *prefix,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            opts,
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            str(base / "log.txt"),
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
     try:
+        port = _start(prefix, bindir, data, sock, base / "log.txt")
         dbname = "optout_" + uuid.uuid4().hex[:8]
-        for _ in range(50):
+        deadline = time.monotonic() + 60  # generous: the server already answered pg_ctl -w
+        while True:
             r = subprocess.run(
                 [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "optout", dbname],
                 capture_output=True,
             )
             if r.returncode == 0:
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"createdb failed: {r.stderr.decode(errors='replace')}")
             time.sleep(0.2)
-        else:
-            raise RuntimeError(f"createdb failed: {r.stderr.decode(errors='replace')}")
         yield f"postgresql+psycopg://optout@127.0.0.1:{port}/{dbname}"
     finally:
         subprocess.run(

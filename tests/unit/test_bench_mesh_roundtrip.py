@@ -36,7 +36,12 @@ def test_round_trip_and_floor_on_2000_numbers(tmp_path: Path) -> None:
     client = sum(r["stages_seconds"][s] for s in mesh_roundtrip.CLIENT_STAGES)
     assert r["client_seconds"] == pytest.approx(client, abs=0.01)
     org_legs = r["floor_legs_seconds"]["org_send"] + r["floor_legs_seconds"]["org_download"]
-    assert r["client_overhead_vs_floor"] == pytest.approx((client - org_legs) / r["floor_seconds"], rel=0.05)
+    # every figure is rounded to the millisecond, so a ratio recomputed from them is known only
+    # within that rounding, which a small floor (a fast machine) magnifies: check it lies there
+    ms = 0.0005
+    tops = [client - org_legs + k * (len(mesh_roundtrip.CLIENT_STAGES) + 2) * ms for k in (-1, 1)]
+    ratios = [top / (r["floor_seconds"] + k * ms) for top in tops for k in (-1, 1)]
+    assert min(ratios) - ms <= r["client_overhead_vs_floor"] <= max(ratios) + ms
     assert [t["id"] for t in result["targets"]] == ["mesh_answer_seconds", "mesh_client_overhead"]
 
     out = io.StringIO()

@@ -263,7 +263,11 @@ def test_each_run_is_audited_with_counts_only(tmp_path: Path, mini: Path) -> Non
     assert audit.verify(store).ok
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     kinds=st.lists(st.sampled_from(["allowed", "opted-out", "bad"]), min_size=1, max_size=12),
     consents=st.lists(st.sampled_from(["Yes", "No", "", "unknown", "YES"]), min_size=12, max_size=12),

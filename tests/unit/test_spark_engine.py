@@ -130,7 +130,11 @@ def test_numeric_columns_read_as_parse_reads_them(spark: Any) -> None:
 _ALPHABET = "0123456789 -+.eE\t\xa0x"
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=6,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     st.lists(
         st.one_of(

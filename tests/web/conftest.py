@@ -55,6 +55,9 @@ USERS = {"admin": "ada-admin", "ig_lead": "ian-ig", "analyst": "ann-analyst", "v
 ROLES = tuple(USERS)
 BASE_URL = "http://127.0.0.1"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+# Generous, for a busy machine: a page or a server may be slow to answer, never wrong to wait for
+# (each wait ends as soon as its condition holds)
+PAGE_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -181,12 +184,18 @@ def _free_port() -> int:
 def live_server(web_app: FastAPI) -> Iterator[LiveServer]:
     import uvicorn
 
-    port = _free_port()
+    # bound here and handed to uvicorn: the port is ours from the start (a port found free and
+    # bound later may be taken in between by another test run on the machine)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
     config = uvicorn.Config(web_app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="optout-web-live-server", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="optout-web-live-server", daemon=True
+    )
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the web app did not start")
@@ -195,7 +204,7 @@ def live_server(web_app: FastAPI) -> Iterator[LiveServer]:
         yield LiveServer(f"http://127.0.0.1:{port}", web_app)
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=PAGE_TIMEOUT_MS / 1000)
 
 
 # --------------------------------------------------------------------------- a real browser
@@ -221,7 +230,7 @@ def _browser() -> Iterator[Any]:
 def browser_page(_browser: Any, live_server: LiveServer) -> Iterator[Any]:
     context = _browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         yield page
     finally:

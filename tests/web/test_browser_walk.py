@@ -12,14 +12,13 @@ browser sits on the page that waits for the reply, reloading itself (a meta refr
 
 from __future__ import annotations
 
-import io
 import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.web.conftest import ARTIFACTS, browser_sign_in, screenshot
+from tests.web.conftest import ARTIFACTS, PAGE_TIMEOUT_MS, browser_sign_in, screenshot
 from tests.web.journey import POPULATION, RECIPIENT, SEED, extract
 
 from optout import audit
@@ -164,7 +163,8 @@ def test_the_whole_journey_in_a_browser(
     assert "Waiting for the check service" in page.inner_text("h1")
     walk.shot("release-waiting")
     assert service.responder.run_once() >= 1
-    page.wait_for_url(re.compile(r".*/preview$"), timeout=30_000)  # the meta refresh, no script
+    # the page reloads itself every few seconds until the reply is in (the meta refresh, no script)
+    page.wait_for_url(re.compile(r".*/preview$"), timeout=2 * PAGE_TIMEOUT_MS)
     assert "What the release will contain" in page.inner_text("h1")
     walk.shot("release-preview")
     page.click("#continue")
@@ -180,9 +180,8 @@ def test_the_whole_journey_in_a_browser(
         page.click("#download")
     download = info.value
     ARTIFACTS.mkdir(exist_ok=True)
-    saved = ARTIFACTS / "walk-release.zip"
-    download.save_as(str(saved))
-    names = zipfile.ZipFile(io.BytesIO(saved.read_bytes())).namelist()
+    download.save_as(str(ARTIFACTS / "walk-release.zip"))  # to look at; another run may overwrite it
+    names = zipfile.ZipFile(download.path()).namelist()  # this run's own copy
     assert f"{release_id}/release.json" in names and f"{release_id}/procedures.parquet" in names
 
     # --- disclose it to the flow's recipient
@@ -205,9 +204,8 @@ def test_the_whole_journey_in_a_browser(
     walk.shot("evidence-export")
     with page.expect_download() as info:
         page.get_by_role("button", name="Download the evidence pack").click()
-    pack = ARTIFACTS / "walk-evidence.zip"
-    info.value.save_as(str(pack))
-    assert zipfile.ZipFile(pack).namelist()
+    info.value.save_as(str(ARTIFACTS / "walk-evidence.zip"))
+    assert zipfile.ZipFile(info.value.path()).namelist()
 
     # --- the other pages of the journeys, checked too
     for path, name in (
@@ -240,7 +238,7 @@ def test_waiting_for_the_check_works_without_javascript(
     register_flow(live_server.app.state.store)
     context = _browser.new_context(base_url=live_server.url, java_script_enabled=False)
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         browser_sign_in(page, "analyst")
         page.goto("/releases/new")
@@ -259,7 +257,7 @@ def test_waiting_for_the_check_works_without_javascript(
         page.wait_for_url(re.compile(r".*/check/wait$"))
         screenshot(page, "nojs-release-waiting")
         assert service.responder.run_once() >= 1
-        page.wait_for_url(re.compile(r".*/preview$"), timeout=30_000)
+        page.wait_for_url(re.compile(r".*/preview$"), timeout=2 * PAGE_TIMEOUT_MS)
         assert "What the release will contain" in page.inner_text("h1")
     finally:
         context.close()

@@ -68,18 +68,19 @@ def test_create_a_user_then_serve_and_sign_in(cli_env: dict[str, str]) -> None:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise AssertionError("optout web serve did not start") from None
                 time.sleep(0.2)
-        with httpx.Client(base_url=base) as c:
+        # httpx gives up after 5 s by default: too soon for a real server on a busy machine
+        with httpx.Client(base_url=base, timeout=60) as c:
             page = c.get("/login")
             assert page.status_code == 200 and "server" not in page.headers
             csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
             r2 = c.post("/login", data={"username": "ada", "password": pw, "csrf_token": csrf})
             assert r2.status_code == 303
             assert c.get("/users").status_code == 200
-        api = httpx.get(f"{base}/api/dashboard", headers={"Authorization": f"Bearer {token}"})
+        api = httpx.get(f"{base}/api/dashboard", headers={"Authorization": f"Bearer {token}"}, timeout=60)
         assert api.status_code == 200 and api.json()["audit"]["ok"] is True
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
     assert oct(os.stat(Path(cli_env["OPTOUT_HOME"]) / "web.key").st_mode & 0o777) == "0o600"
 
 
