@@ -40,9 +40,8 @@ def run(ctx: Context) -> dict[str, Any]:
     n = pl.col("nhs_number").cast(pl.Int64, strict=False)
     sink(episodes.filter(n.is_in(allow)), out("episodes"), fmt, codec)
     if "procedures" in ctx.tables:
-        kept = scan(str(out("episodes")), fmt).select(pl.col("episode_id").cast(pl.String))
-        ids = kept.collect()["episode_id"].implode()
-        proc = scan(ctx.tables["procedures"], fmt)
-        sink(proc.filter(pl.col("episode_id").cast(pl.String).is_in(ids)), out("procedures"), fmt, codec)
+        key = pl.col("episode_id").cast(pl.Int64)
+        ids = scan(str(out("episodes")), fmt).select(key).collect()["episode_id"].implode()
+        sink(scan(ctx.tables["procedures"], fmt).filter(key.is_in(ids)), out("procedures"), fmt, codec)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "rows_out": {name: rows_of(out(name), fmt) for name in ctx.tables}}
