@@ -336,6 +336,9 @@ class SparkEngine(Engine):
         )
         if master.startswith("local"):
             b = b.config("spark.ui.enabled", "false").config("spark.driver.memory", _memory(memory_limit))
+            # one machine: a few shuffle partitions per core, not 200 (each a task and a file per
+            # map task: most of a small release's time in local mode)
+            b = b.config("spark.sql.shuffle.partitions", str(4 * (os.cpu_count() or 2)))
             if temp_dir is not None:  # spill and shuffle inside the release's private temporary folder
                 b = b.config("spark.local.dir", str(temp_dir))
         try:
@@ -524,6 +527,8 @@ class SparkEngine(Engine):
             if t.nhs_column is None:
                 df = df.withColumn("__person", F.col("__pk_person"))
         df = df.withColumn("__status", status)
+        bad = _name(_CORRUPT).isNotNull() if src.format == "csv" else _lit(False)
+        df = df.withColumn("__bad", bad)  # a CSV row with more or fewer fields than the header
         for i, child in enumerate(t.children):
             key, _ = self._key_col(df, child.parent_column, plan, child)
             df = df.withColumn(f"__ck{i}", key)
@@ -557,15 +562,19 @@ class SparkEngine(Engine):
             self._trace = self._trace_frame(plan)
         out: dict[str, TableCounts] = {}
         joins: dict[str, str] = {}
+        from pyspark import StorageLevel
+
         for t in plan.tables:
             if progress:
                 progress(t.name, "checking")
-            counts = self._classify_table(t, plan, lists)
+            # (caching the classified columns for the key summaries costs more than classifying
+            # again: a Parquet table is re-read only in its NHS-number and key columns)
+            c = self._classified(t, plan, lists)
+            counts = self._classify_table(t, plan, lists, c)
             out[t.name] = counts
             self._expected[t.name] = counts.rows_out
             joins[t.name] = "shuffle (order restored by a sort)" if self._shuffles(t) else "broadcast"
             for i, child in enumerate(t.children):
-                c = self._classified(t, plan, lists)
                 key_name = f"__ck{i}"
                 _key, kind = self._key_col(c, child.parent_column, plan, child)
                 ident = (t.name, child.parent_column, kind)
@@ -579,11 +588,13 @@ class SparkEngine(Engine):
                     .groupBy(F.col(key_name).alias("__pk"))
                     .agg(kept.alias("__pk_kept"), F.min("__person").alias("__pk_person"))
                 )
-                from pyspark import StorageLevel
-
+                # cached when first used (the child's classification), reused for its write
                 summary = summary.persist(StorageLevel.MEMORY_AND_DISK)
                 self._cached.append(summary)
-                rows = int(self._run(summary.count, t.source))
+                # at most one key per row: a parent of few enough rows is broadcast without counting
+                rows = counts.rows_in
+                if rows > self.broadcast_rows:
+                    rows = int(self._run(summary.count, t.source))
                 self._keys[ident] = _KeySummary(summary, rows, rows <= self.broadcast_rows)
         self.details["joins"] = joins
         return out
@@ -609,10 +620,9 @@ class SparkEngine(Engine):
         self._trace_broadcast = rows <= self.broadcast_rows
         return F.broadcast(g) if self._trace_broadcast else g
 
-    def _classify_table(self, t: PlannedTable, plan: ReleasePlan, lists: Lists) -> TableCounts:
+    def _classify_table(self, t: PlannedTable, plan: ReleasePlan, lists: Lists, c: Any) -> TableCounts:
         F = _F()
         src = t.source
-        c = self._classified(t, plan, lists)
         reasons = [r for r in Reason if r != Reason.VALID]
         aggs = [
             F.count(_lit(1)).alias("n"),
@@ -621,7 +631,7 @@ class SparkEngine(Engine):
             *[F.sum((F.col("__reason") == int(r)).cast("long")).alias(f"r{int(r)}") for r in reasons],
         ]
         if src.format == "csv":
-            aggs.append(F.sum(F.col(_CORRUPT).isNotNull().cast("long")).alias("bad"))
+            aggs.append(F.sum(F.col("__bad").cast("long")).alias("bad"))
         rows = self._run(lambda: c.groupBy("__status").agg(*aggs).collect(), src)
         counts = TableCounts()
         bad = 0
