@@ -287,7 +287,7 @@ def apply_opt_outs(
             refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
             if refusal is not None:
                 raise refusal
-            files = []
+            files: list[tuple[Any, Path, int]] = []
             for t in plan.tables:
                 if progress:
                     progress(t.name, "writing")

@@ -316,6 +316,7 @@ class SparkEngine(Engine):
         self._parts: dict[str, list[tuple[Path, int]]] = {}
         self._cached: list[Any] = []
         self._frames: dict[tuple[str, bool], Any] = {}
+        self._type_cache: dict[str, dict[str, str]] = {}
         self._saved_conf: dict[str, str | None] = {}
         # never a LocalRelation: the numbers would travel inside every query plan
         self._set_conf("spark.sql.execution.arrow.localRelationThreshold", "0")
@@ -453,14 +454,11 @@ class SparkEngine(Engine):
         return _text_key(_name(column)), "text"
 
     def _types(self, src: TableSource) -> dict[str, str]:
-        cached = getattr(self, "_type_cache", None)
-        if cached is None:
-            cached = self._type_cache = {}
-        if src.name not in cached:
+        """Spark's type (class name) of each column of a table."""
+        if src.name not in self._type_cache:
             df = self._read(src)
-            cached[src.name] = {f.name: type(f.dataType).__name__ for f in df.schema.fields}
-        result: dict[str, str] = cached[src.name]
-        return result
+            self._type_cache[src.name] = {f.name: type(f.dataType).__name__ for f in df.schema.fields}
+        return self._type_cache[src.name]
 
     def _classified(self, t: PlannedTable, plan: ReleasePlan, lists: Lists, *, order: bool = False) -> Any:
         """The table with __reason, __norm, __person, __status, __traced, __ck{i} (and its columns).
