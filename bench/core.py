@@ -290,6 +290,12 @@ TARGETS = [
     ),
     ("pandas_vs_apply", "optout apply >= 5x faster than pandas isin", ">=", 5.0),
     (
+        "spark_vs_handwritten",
+        "optout on Spark (local mode) <= 1.5x the hand-written PySpark broadcast semi-join",
+        "<=",
+        1.5,
+    ),
+    (
         "validation_values_per_s",
         "NHS-number validation of an int64 column >= 20 M values/s, 1 core",
         ">=",
@@ -311,6 +317,8 @@ def evaluate(stages_out: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     measured["pandas_vs_apply"] = pandas["seconds"] / api["seconds"] if api and pandas else None
     rss = [s["peak_rss_bytes"] for s in (api, cli) if s]
     measured["apply_peak_rss_gib"] = max(rss) / GiB if rss else None
+    spark, by_hand = stages_out.get("spark_apply"), stages_out.get("spark_sql")
+    measured["spark_vs_handwritten"] = spark["seconds"] / by_hand["seconds"] if spark and by_hand else None
     v = stages_out.get("validate")
     measured["validation_values_per_s"] = v["values_per_second"] if v else None
     out = []
