@@ -336,3 +336,44 @@ def test_owner_only_outputs_whatever_the_umask(spark: Any, tmp_path: Path) -> No
         os.umask(old)
     for p in (tmp_path / "rel").rglob("*"):
         assert stat.S_IMODE(p.stat().st_mode) in (0o600, 0o700), p
+
+
+@pytest.mark.parametrize(
+    ("encoding", "delimiter", "newline"), [("latin-1", ";", "\r\n"), ("utf-8", "\t", "\n")]
+)
+def test_csv_dialects_as_the_reference(
+    spark: Any, tmp_path: Path, encoding: str, delimiter: str, newline: str
+) -> None:
+    """Delimiter, line ending, encoding, quoted delimiters and quotes, empty values: the same
+    values go out as from the reference engine, in the same dialect."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = [
+        ["pid", "nhs_number", "note"],
+        ["p1", NUMS[0], 'café; "quoted"'],
+        ["p2", NUMS[1], ""],
+        ["p3", f" {NUMS[2][:3]} {NUMS[2][3:6]} {NUMS[2][6:]} ", "a\tb"],
+        ["p4", NUMS[3], "  spaces kept  "],
+    ]
+    path = src / "patients.csv"
+    with path.open("w", newline="", encoding=encoding) as fh:
+        csv.writer(fh, delimiter=delimiter, lineterminator=newline).writerows(rows)
+    cl = src / "cleaned.dat"
+    write_dat(cl, sorted(int(n) for n in NUMS[:3]))
+    out = {}
+    for engine in ("reference", "spark"):
+        apply_opt_outs(
+            [path],
+            out_dir=tmp_path / engine,
+            cleaned_list=cl,
+            checked_at=CHECKED,
+            engine=engine,
+            store=Store(f"sqlite:///{tmp_path / 'store.db'}"),
+            now=NOW,
+        )
+        out[engine] = read_output(tmp_path / engine / "patients.csv").to_pylist()
+    assert out["spark"] == out["reference"]
+    assert len(out["spark"]) == 3
+    part = parts(tmp_path / "spark" / "patients.csv")[0].read_bytes()
+    assert part.startswith(f"pid{delimiter}nhs_number{delimiter}note{newline}".encode())
+    part.decode(encoding)  # the source's encoding
