@@ -193,7 +193,7 @@ def test_embedded_engines_agree_with_reference(s: dict[str, Any]) -> None:
 
 
 @settings(
-    max_examples=8,
+    max_examples=5,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )

@@ -245,7 +245,7 @@ def with_nhs_number(
 
 @dataclass
 class _KeySummary:
-    df: Any  # (__pk, __pk_kept, __pk_person), cached
+    df: Any  # (__pk, __pk_kept, __pk_person, __pk_i), cached
     rows: int
     broadcast: bool
 
@@ -432,8 +432,13 @@ class SparkEngine(Engine):
 
     # ------------------------------------------------------------------ lists
 
-    def _number_frame(self, values: np.ndarray, name: str) -> Any:
-        table = pa.table({name: pa.array(values, type=pa.int64())})
+    def _number_frame(self, values: np.ndarray, name: str, index: str | None = None) -> Any:
+        """A number list as a DataFrame; with ``index``, each number's place in the sorted list
+        (1..N), so that kept people are counted exactly with bitmaps, not by hashing numbers."""
+        columns = {name: pa.array(values, type=pa.int64())}
+        if index is not None:
+            columns[index] = pa.array(np.arange(1, values.size + 1, dtype=np.int64))
+        table = pa.table(columns)
         with warnings.catch_warnings():  # PySpark checks the pandas version even for Arrow input
             warnings.simplefilter("ignore", FutureWarning)
             return self.spark.createDataFrame(table)
@@ -493,6 +498,7 @@ class SparkEngine(Engine):
         df = df.withColumn("__traced", traced).withColumn("__person", person)
         if t.nhs_column is not None:
             df = df.join(self._allow, F.col("__person") == F.col("__al_n"), "left")
+            df = df.withColumn("__pidx", F.col("__al_i"))
             on_list = F.col("__al_n").isNotNull()
             if self._cohort is not None:
                 df = df.join(self._cohort, F.col("__person") == F.col("__co_n"), "left")
@@ -507,6 +513,7 @@ class SparkEngine(Engine):
             own = own.when(on_list, _lit(int(Status.KEPT))).otherwise(_lit(int(Status.REMOVED_NOT_ON_LIST)))
         else:
             own = _lit(int(Status.KEPT_WITH_PARENT))
+            df = df.withColumn("__pidx", _lit(None).cast("bigint"))
         df = df.withColumn("__own", own)
         status = F.col("__own")
         if t.link is not None:
@@ -523,7 +530,7 @@ class SparkEngine(Engine):
                 .otherwise(F.col("__own"))
             )
             if t.nhs_column is None:
-                df = df.withColumn("__person", F.col("__pk_person"))
+                df = df.withColumn("__person", F.col("__pk_person")).withColumn("__pidx", F.col("__pk_i"))
         df = df.withColumn("__status", status)
         bad = _name(_CORRUPT).isNotNull() if src.format == "csv" else _lit(False)
         df = df.withColumn("__bad", bad)  # a CSV row with more or fewer fields than the header
@@ -548,7 +555,7 @@ class SparkEngine(Engine):
     ) -> dict[str, TableCounts]:
         F = _F()
         self._plan, self._lists = plan, lists
-        allow = self._number_frame(lists.allow, "__al_n")
+        allow = self._number_frame(lists.allow, "__al_n", "__al_i")
         self._allow, self._allow_broadcast = self._maybe_broadcast(allow, int(lists.allow.size))
         self.details["allow_list"] = "broadcast" if self._allow_broadcast else "shuffle join"
         self.details["allow_list_numbers"] = int(lists.allow.size)
@@ -584,7 +591,11 @@ class SparkEngine(Engine):
                 summary = (
                     c.where(F.col(key_name).isNotNull())
                     .groupBy(F.col(key_name).alias("__pk"))
-                    .agg(kept.alias("__pk_kept"), F.min("__person").alias("__pk_person"))
+                    .agg(
+                        kept.alias("__pk_kept"),
+                        F.min("__person").alias("__pk_person"),
+                        F.min("__pidx").alias("__pk_i"),
+                    )
                 )
                 # cached when first used (the child's classification), reused for its write
                 summary = summary.persist(StorageLevel.MEMORY_AND_DISK)
@@ -622,21 +633,33 @@ class SparkEngine(Engine):
         F = _F()
         src = t.source
         reasons = [r for r in Reason if r != Reason.VALID]
+        sums = ["n", "traced", *[f"r{int(r)}" for r in reasons], "bad"]
+        kept = F.col("__status").isin(*_KEPT)
+        # Exact distinct people. A kept row's person is on the allow-list, so it is counted by its
+        # place in the list in a bitmap (32768 places a bucket); a removed row's person by hashing,
+        # over the (few) removed rows only. Two levels: per (status, bucket), then per status.
         aggs = [
             F.count(_lit(1)).alias("n"),
-            F.countDistinct("__person").alias("people"),
             F.sum(F.col("__traced").cast("long")).alias("traced"),
             *[F.sum((F.col("__reason") == int(r)).cast("long")).alias(f"r{int(r)}") for r in reasons],
+            F.sum(F.col("__bad").cast("long")).alias("bad"),
+            F.bitmap_construct_agg(F.when(kept, F.bitmap_bit_position("__pidx"))).alias("bm"),
+            F.countDistinct(F.when(~kept, F.col("__person"))).alias("pr"),
         ]
-        if src.format == "csv":
-            aggs.append(F.sum(F.col("__bad").cast("long")).alias("bad"))
-        rows = self._run(lambda: c.groupBy("__status").agg(*aggs).collect(), src)
+        bucket = F.when(kept, F.bitmap_bucket_number("__pidx")).alias("bucket")
+        level1 = c.groupBy("__status", bucket).agg(*aggs)
+        level2 = level1.groupBy("__status").agg(
+            *[F.sum(x).alias(x) for x in sums],
+            F.sum(F.bitmap_count("bm")).alias("pk"),
+            F.sum("pr").alias("pr"),
+        )
+        rows = self._run(level2.collect, src)
         counts = TableCounts()
         bad = 0
         for row in rows:
             st = Status(int(row["__status"]))
             n = int(row["n"])
-            people = int(row["people"] or 0)
+            people = int((row["pk"] if st.kept else row["pr"]) or 0)
             counts.rows_in += n
             counts.by_status[st] = [n, people]
             if st.kept:
