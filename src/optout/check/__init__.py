@@ -12,21 +12,44 @@ Two ways of using the service, as 001 §8 describes them:
 
 ``collect`` fetches the reply to a request sent with ``wait=None``; ``resume`` carries on with a
 request after a crash. Request state lives in the metadata store (:mod:`optout.check.state`).
+
+The names are imported on first use (PEP 562): ``optout apply`` reads a cleaned list
+(:mod:`optout.check.cleaned_list`) without loading MESH, the audit trail and SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from optout.check.cohort import Cohort, InvalidClass, cohort_from_numbers, read_cohort
-from optout.check.exchange import (
-    DEFAULT_WAIT,
-    CheckResult,
-    check_cohort,
-    collect,
-    list_requests,
-    refresh_cache,
-    resume,
-)
-from optout.check.request import new_local_id, parse_duration
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from optout.check.cohort import Cohort, InvalidClass, cohort_from_numbers, read_cohort
+    from optout.check.exchange import (
+        DEFAULT_WAIT,
+        CheckResult,
+        check_cohort,
+        collect,
+        list_requests,
+        refresh_cache,
+        resume,
+    )
+    from optout.check.request import new_local_id, parse_duration
+
+_WHERE = {
+    "Cohort": "optout.check.cohort",
+    "InvalidClass": "optout.check.cohort",
+    "cohort_from_numbers": "optout.check.cohort",
+    "read_cohort": "optout.check.cohort",
+    "DEFAULT_WAIT": "optout.check.exchange",
+    "CheckResult": "optout.check.exchange",
+    "check_cohort": "optout.check.exchange",
+    "collect": "optout.check.exchange",
+    "list_requests": "optout.check.exchange",
+    "refresh_cache": "optout.check.exchange",
+    "resume": "optout.check.exchange",
+    "new_local_id": "optout.check.request",
+    "parse_duration": "optout.check.request",
+}
 
 __all__ = [
     "DEFAULT_WAIT",
@@ -43,3 +66,21 @@ __all__ = [
     "refresh_cache",
     "resume",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:  # a submodule (optout.check.exchange, ...), as the eager imports made them
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'optout.check' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
