@@ -13,11 +13,13 @@ Spark column expressions:
   a shuffle join otherwise (the report says which);
 - a linked table is joined to its parent's key summary (key -> every row kept and one person),
   computed once per parent column and cached for the write;
-- ``classify`` runs one aggregate per table (counts per status, exact distinct people per status,
-  reasons, traced rows), and one more only when some number is missing or invalid, for the row
-  numbers of the first problem rows; ``write`` recomputes the classification on the full rows and
-  writes the kept ones as a folder of parts (``episodes.parquet/part-00000.parquet``...), which
-  :meth:`SparkEngine.outputs` lists with each part's rows, so the manifest lists every part.
+- ``classify`` runs one aggregate per table (counts per status, reasons, traced rows, and exact
+  distinct people per status: kept people by their place in the allow-list in bitmaps, removed
+  people by hashing the removed rows), and one more only when some number is missing or invalid,
+  for the row numbers of the first problem rows; ``write`` recomputes the classification on the
+  full rows and writes the kept ones as a folder of parts (``episodes.parquet/part-00000.parquet``
+  ...), which :meth:`SparkEngine.outputs` lists with each part's rows, so the manifest lists every
+  part.
 
 Row order: when every join of a table is a broadcast join, nothing is shuffled: each part holds
 the rows of one slice of an input file, in file order, and reading the parts in name order gives
@@ -441,7 +443,14 @@ class SparkEngine(Engine):
         table = pa.table(columns)
         with warnings.catch_warnings():  # PySpark checks the pandas version even for Arrow input
             warnings.simplefilter("ignore", FutureWarning)
-            return self.spark.createDataFrame(table)
+            import pyspark
+
+            if int(pyspark.__version__.split(".")[0]) >= 4:
+                return self.spark.createDataFrame(table)
+            # PySpark 3.5 takes no Arrow table: pandas, sent as Arrow batches (an RDD)
+            self._set_conf("spark.sql.execution.arrow.pyspark.enabled", "true")
+            self._set_conf("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
+            return self.spark.createDataFrame(table.to_pandas())
 
     def _maybe_broadcast(self, df: Any, rows: int) -> tuple[Any, bool]:
         if rows <= self.broadcast_rows:
