@@ -383,72 +383,67 @@ class PolarsEngine(Engine):
         src = t.source
         schema = self._schema(src)
         nhs = t.nhs_column
-        u8 = pl.UInt8
         lf = self._scan(src, row_index="__rn")
         cand = self._candidate(t, schema[nhs]) if nhs is not None else None
+        # Boolean columns, not a status column built with when/then (a third cheaper in Polars):
+        # __on: the number as read is on the list (the row is kept by its own number; the others
+        # are "pending", settled after the pass); __present/__bad: its parent key exists / is not
+        # kept. The statuses are put together from them in NumPy.
+        on: pl.Expr = pl.lit(True)
         person: pl.Expr | None = None
         if nhs is not None:
             on = cand.is_in(self._allow.implode()).fill_null(False) if cand is not None else pl.lit(False)
-            own = pl.when(on).then(pl.lit(int(Status.KEPT), u8)).otherwise(pl.lit(_PENDING, u8))
-            person = pl.when(on).then(cand) if cand is not None else pl.lit(None, pl.Int64)
-        else:
-            own = pl.lit(int(Status.KEPT_WITH_PARENT), u8)
-        st = own
+            person = cand
         parent: _DenseKeys | _KeyTable | None = None
         key: pl.Expr | None = None
-        extra: list[pl.Expr] = []  # columns the pending rows need
+        cols = {"__on": on}
         if t.link is not None:
             parent = self._keys[(t.link.parent, t.link.parent_column)]
             kind = self._key_kind(plan, t.link)
             key = self._key_expr(src, t.link.child_column, kind)
             present, bad, parent_person = parent.exprs(key)
-            kept_own = own < 10
-            st = (
-                pl.when(kept_own & present.not_())
-                .then(pl.lit(int(Status.REMOVED_ORPHAN), u8))
-                .when(kept_own & bad)
-                .then(pl.lit(int(Status.REMOVED_WITH_PARENT), u8))
-                .otherwise(own)
-            )
-            extra += [present.alias("__present"), bad.alias("__bad")]
+            cols |= {"__present": present, "__bad": bad}
             if nhs is None:
                 person = parent_person
-        base = lf.with_columns(
-            st.alias("__st"), (person if person is not None else pl.lit(None, pl.Int64)).alias("__p")
-        )
-        not_pending = pl.col("__st") != _PENDING
-        # the statuses a row can have in the pass (the pending rows are settled after it)
-        codes = [Status.KEPT] if nhs is not None else [Status.KEPT_WITH_PARENT]
-        if t.link is not None:
-            codes.append(Status.REMOVED_WITH_PARENT)
+        base = lf.with_columns(**cols, __p=person if person is not None else pl.lit(None, pl.Int64))
+        c_on, c_present, c_bad = pl.col("__on"), pl.col("__present"), pl.col("__bad")
+        # the rows kept as they stand (by their own number, or by their parent) and the others
+        if t.link is None:
+            groups = {int(Status.KEPT): c_on}
+        else:
+            kept_code = Status.KEPT if nhs is not None else Status.KEPT_WITH_PARENT
+            groups = {
+                int(kept_code): c_on & c_present & c_bad.not_(),
+                int(Status.REMOVED_WITH_PARENT): c_on & c_present & c_bad,
+            }
             if nhs is not None:  # without a number of its own, an orphan has nobody behind it
-                codes.append(Status.REMOVED_ORPHAN)
-        queries: dict[str, pl.LazyFrame] = {"st": base.select("__st")}
+                groups[int(Status.REMOVED_ORPHAN)] = c_on & c_present.not_()
+        queries: dict[str, pl.LazyFrame] = {"flags": base.select(list(cols))}
         dense_parent = isinstance(parent, _DenseKeys) and nhs is None
-        for st_code in codes:
-            rows_of = base.filter(pl.col("__st") == int(st_code))
+        for group, where in groups.items():
+            rows_of = base.filter(where)
             if dense_parent:  # the parent rows behind them: their people are read from the parent
                 assert key is not None and isinstance(parent, _DenseKeys)
-                queries[f"refs:{int(st_code)}"] = rows_of.select(
-                    (key - parent.first).cast(pl.UInt32).unique()
-                )
+                queries[f"refs:{group}"] = rows_of.select((key - parent.first).cast(pl.UInt32).unique())
             else:
-                queries[f"people:{int(st_code)}"] = rows_of.select(pl.col("__p").drop_nulls().unique())
+                queries[f"people:{group}"] = rows_of.select(pl.col("__p").drop_nulls().unique())
         child_keys = {}
         for ch in t.children:
             kind = self._key_kind(plan, ch)
             child_keys[ch.parent_column] = (kind, self._key_expr(src, ch.parent_column, kind))
         if nhs is not None:
-            cols = [
+            pend_cols = [
                 pl.col("__rn"),
                 pl.col(nhs),
                 (cand if cand is not None else pl.lit(None, pl.Int64)).alias("__cand"),
             ]
             if t.trace_key is not None:
-                cols.append(pl.col(t.trace_key).alias("__tk"))
-            cols += extra
-            cols += [k.alias(f"__ck_{c}") for c, (_, k) in child_keys.items()]
-            queries["pend"] = base.filter(pl.col("__st") == _PENDING).select(cols)
+                pend_cols.append(pl.col(t.trace_key).alias("__tk"))
+            if t.link is not None:
+                pend_cols += [c_present, c_bad]
+            pend_cols += [k.alias(f"__ck_{c}") for c, (_, k) in child_keys.items()]
+            queries["pend"] = base.filter(c_on.not_()).select(pend_cols)
+        not_kept = (c_present.not_() | c_bad) if t.link is not None else pl.lit(False)
         for c, (kind, k) in child_keys.items():
             if self._dense_ok(plan, t, next(ch for ch in t.children if ch.parent_column == c), kind):
                 queries[f"dense:{c}"] = base.select(
@@ -457,14 +452,28 @@ class PolarsEngine(Engine):
                     (k - pl.col("__rn").cast(pl.Int64)).min().alias("lo"),
                     (k - pl.col("__rn").cast(pl.Int64)).max().alias("hi"),
                 )
-                queries[f"bad:{c}"] = base.filter(not_pending & (pl.col("__st") >= 10)).select(k.alias("k"))
+                if t.link is not None:  # the rows not kept as they stand (pending rows: after)
+                    queries[f"bad:{c}"] = base.filter(c_on & not_kept).select(k.alias("k"))
         last = src.columns[-1] if src.format == "csv" else None
         if last is not None:
             queries["nulls_in_last"] = base.select(pl.col(last).null_count().alias("n"))
         got = dict(zip(queries, self._collect(list(queries.values()), src), strict=True))
 
-        status = got["st"]["__st"].to_numpy().copy()
-        rows_in = status.size
+        flags = got["flags"]
+        rows_in = flags.height
+        on_np = flags["__on"].to_numpy()
+        if nhs is not None:
+            status = np.where(on_np, np.uint8(Status.KEPT), np.uint8(_PENDING))
+        else:
+            status = np.full(rows_in, Status.KEPT_WITH_PARENT, dtype=np.uint8)
+        if t.link is not None:
+            present_np = flags["__present"].to_numpy()
+            bad_np = flags["__bad"].to_numpy()
+            kept_now = status < 10
+            status[kept_now & ~present_np] = Status.REMOVED_ORPHAN
+            status[kept_now & present_np & bad_np] = Status.REMOVED_WITH_PARENT
+            del present_np, bad_np, kept_now
+        del flags, on_np
         if rows_in == 0:
             raise InputError(
                 f"{src.path.name} has no rows",
@@ -522,7 +531,9 @@ class PolarsEngine(Engine):
             pend_keys = pend[f"__ck_{c}"] if pend is not None and pend.height else None
             dense = got.get(f"dense:{c}")
             if dense is not None and dense["nulls"][0] == 0 and dense["lo"][0] == dense["hi"][0]:
-                bad_keys = [got[f"bad:{c}"]["k"].cast(pl.Int64).to_numpy()]
+                bad_keys = [np.empty(0, dtype=np.int64)]
+                if f"bad:{c}" in got:
+                    bad_keys.append(got[f"bad:{c}"]["k"].cast(pl.Int64).to_numpy())
                 if pend_keys is not None:
                     bad_keys.append(pend_keys.cast(pl.Int64).to_numpy()[pend_status >= 10])
                 self._keys[(t.name, c)] = _DenseKeys(
@@ -530,10 +541,10 @@ class PolarsEngine(Engine):
                 )
                 continue
             parts = [
-                base.filter(not_pending & k.is_not_null())
+                base.filter(c_on & k.is_not_null())  # the pending rows: below, as settled
                 .group_by(k.alias("k"))
                 .agg(
-                    (pl.col("__st") < 10).all().alias("kept"),
+                    not_kept.not_().all().alias("kept"),
                     pl.col("__p").min().alias("pmin"),
                     pl.col("__p").max().alias("pmax"),
                 )
