@@ -1,7 +1,7 @@
 """The Spark session both Spark stages run on (no stage here: no ``NAME``).
 
 Started before the clock starts, with the settings ``--engine spark`` gives a session it starts
-itself (``local[*]``, 4 GB driver, UI off, shuffle files encrypted), so the two stages differ only
+itself (``local[*]``, 8 GB driver, UI off, shuffle files encrypted), so the two stages differ only
 in the work they do. Starting the JVM takes some 10-20 s on its own and is not in either time.
 """
 

@@ -131,7 +131,7 @@ def apply_cmd(
         "--memory-limit",
         metavar="SIZE",
         help="--engine duckdb: its memory limit, e.g. 2GB (default 1GB); it spills beyond. "
-        "--engine spark: the local driver's memory (default 4GB). Not used by polars.",
+        "--engine spark: the local driver's memory (default 8GB). Not used by polars.",
     ),
     encoding: str | None = typer.Option(
         None, "--encoding", metavar="ENC", help="CSV encoding (utf-8, utf-8-sig, latin-1); default: sniffed."

@@ -187,6 +187,11 @@ class ReleaseReport:
             f"unmatched NHS numbers: {d['unmatched']}"
             + (f" ({d['release_reason']})" if d["release_reason"] else "")
         )
+        if self.engine_details.get("allow_list"):  # how a distributed engine ran (spark)
+            console.print(
+                f"engine {self.engine}: allow-list {self.engine_details['allow_list']}"
+                + (f" on {self.engine_details['master']}" if self.engine_details.get("master") else "")
+            )
         for t in d["tables"]:
             if t["invalid_nhs_numbers"]:
                 classes = ", ".join(f"{k} {v}" for k, v in t["invalid_nhs_numbers"].items())

@@ -28,11 +28,18 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+if "polars" not in sys.modules:
+    # Polars' allocator (jemalloc) keeps freed pages for 10 s by default: the classification's
+    # then sit under the write that follows, ~0.1-0.2 GB at 50 M rows. Give them back at once
+    # (unless the caller configured it). Read when the library loads, so set before the import.
+    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 import polars as pl
 import pyarrow as pa
 
@@ -103,6 +110,25 @@ def _text_keys(s: pl.Series) -> pl.Series:
     return out.replace("", None)
 
 
+def _give_back_memory() -> None:
+    """Return the C heap's free pages to the system (glibc keeps them; Polars' own allocator
+    cannot reuse them for the write that follows). A no-op elsewhere."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def _malloc_trim() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim() if sys.platform.startswith("linux") else None
+
+
 def _numbers(raw: pl.Series, chi: bool) -> tuple[np.ndarray, np.ndarray]:
     """``parse_array`` of a column: (normalised numbers, 0 where invalid; reason codes)."""
     if _is_int(raw.dtype) or raw.dtype == pl.UInt64:
@@ -122,6 +148,7 @@ def _distinct(parts: list[pl.Series]) -> int:
 # --------------------------------------------------------------------------- link key summaries
 
 _PENDING = 255  # a row whose number was not on the list as read: settled after the pass
+SLICE_ROWS = 10_000_000  # rows classified in one pass (Parquet): ~0.4 GB of key columns at most
 _KEPT_CODES = [int(s) for s in Status if s.kept]
 
 
@@ -283,6 +310,16 @@ class PolarsEngine(Engine):
                 progress(t.name, "checking")
             self._sources[t.name] = t.source
             out[t.name] = self._classify_table(t, plan)
+            _give_back_memory()
+        # only the verdicts are needed to write: let the rest go before the writes need memory
+        for info in self._tables.values():
+            info.override_rows = info.override_persons = np.empty(0, dtype=np.int64)
+            info.cand = None
+        self._keys.clear()
+        self._allow = pl.Series("allow", [], dtype=pl.Int64)
+        self._allow_np = np.empty(0, dtype=np.int64)
+        self._trace = None
+        _give_back_memory()
         return out
 
     def _collect(self, queries: list[pl.LazyFrame], src: TableSource) -> list[pl.DataFrame]:
@@ -297,6 +334,34 @@ class PolarsEngine(Engine):
                     hint="check the path and that your account may read the file",
                 ) from None
             raise self._reading_error(src, exc) from None
+
+    def _collect_sliced(
+        self,
+        queries_of: Any,
+        based: Any,
+        scan: pl.LazyFrame,
+        src: TableSource,
+    ) -> dict[str, pl.DataFrame]:
+        """``queries_of(based(scan))`` collected in slices of ``SLICE_ROWS`` rows (Parquet; a CSV
+        file is read once: a slice of it would be parsed from the top), results put together."""
+        rows = src.num_rows if src.format == "parquet" else None
+        if rows is None or rows <= SLICE_ROWS:
+            qs = queries_of(based(scan))
+            return dict(zip(qs, self._collect(list(qs.values()), src), strict=True))
+        parts: dict[str, list[pl.DataFrame]] = {}
+        for offset in range(0, rows, SLICE_ROWS):
+            qs = queries_of(based(scan.slice(offset, SLICE_ROWS)))
+            for name, df in zip(qs, self._collect(list(qs.values()), src), strict=True):
+                parts.setdefault(name, []).append(df)
+        got = {}
+        for name, frames in parts.items():
+            both = pl.concat(frames)
+            if name.startswith("dense:"):
+                both = both.select(
+                    pl.col("n").sum(), pl.col("nulls").sum(), pl.col("lo").min(), pl.col("hi").max()
+                )
+            got[name] = both
+        return got
 
     def _trace_map(self, plan: ReleasePlan) -> pl.DataFrame:
         """Local id -> number; an id with an invalid entry or two numbers traces to nobody."""
@@ -405,7 +470,11 @@ class PolarsEngine(Engine):
             cols |= {"__present": present, "__bad": bad}
             if nhs is None:
                 person = parent_person
-        base = lf.with_columns(**cols, __p=person if person is not None else pl.lit(None, pl.Int64))
+
+        def based(scan: pl.LazyFrame) -> pl.LazyFrame:
+            return scan.with_columns(**cols, __p=person if person is not None else pl.lit(None, pl.Int64))
+
+        base = based(lf)
         c_on, c_present, c_bad = pl.col("__on"), pl.col("__present"), pl.col("__bad")
         # the rows kept as they stand (by their own number, or by their parent) and the others
         if t.link is None:
@@ -418,46 +487,52 @@ class PolarsEngine(Engine):
             }
             if nhs is not None:  # without a number of its own, an orphan has nobody behind it
                 groups[int(Status.REMOVED_ORPHAN)] = c_on & c_present.not_()
-        queries: dict[str, pl.LazyFrame] = {"flags": base.select(list(cols))}
-        dense_parent = isinstance(parent, _DenseKeys) and nhs is None
-        for group, where in groups.items():
-            rows_of = base.filter(where)
-            if dense_parent:  # the parent rows behind them: their people are read from the parent
-                assert key is not None and isinstance(parent, _DenseKeys)
-                queries[f"refs:{group}"] = rows_of.select((key - parent.first).cast(pl.UInt32).unique())
-            else:
-                queries[f"people:{group}"] = rows_of.select(pl.col("__p").drop_nulls().unique())
         child_keys = {}
         for ch in t.children:
             kind = self._key_kind(plan, ch)
             child_keys[ch.parent_column] = (kind, self._key_expr(src, ch.parent_column, kind))
-        if nhs is not None:
-            pend_cols = [
-                pl.col("__rn"),
-                pl.col(nhs),
-                (cand if cand is not None else pl.lit(None, pl.Int64)).alias("__cand"),
-            ]
-            if t.trace_key is not None:
-                pend_cols.append(pl.col(t.trace_key).alias("__tk"))
-            if t.link is not None:
-                pend_cols += [c_present, c_bad]
-            pend_cols += [k.alias(f"__ck_{c}") for c, (_, k) in child_keys.items()]
-            queries["pend"] = base.filter(c_on.not_()).select(pend_cols)
+        dense_parent = isinstance(parent, _DenseKeys) and nhs is None
         not_kept = (c_present.not_() | c_bad) if t.link is not None else pl.lit(False)
-        for c, (kind, k) in child_keys.items():
-            if self._dense_ok(plan, t, next(ch for ch in t.children if ch.parent_column == c), kind):
-                queries[f"dense:{c}"] = base.select(
-                    pl.len().alias("n"),
-                    k.null_count().alias("nulls"),
-                    (k - pl.col("__rn").cast(pl.Int64)).min().alias("lo"),
-                    (k - pl.col("__rn").cast(pl.Int64)).max().alias("hi"),
-                )
-                if t.link is not None:  # the rows not kept as they stand (pending rows: after)
-                    queries[f"bad:{c}"] = base.filter(c_on & not_kept).select(k.alias("k"))
         last = src.columns[-1] if src.format == "csv" else None
-        if last is not None:
-            queries["nulls_in_last"] = base.select(pl.col(last).null_count().alias("n"))
-        got = dict(zip(queries, self._collect(list(queries.values()), src), strict=True))
+
+        def queries_of(b: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
+            queries: dict[str, pl.LazyFrame] = {"flags": b.select(list(cols))}
+            for group, where in groups.items():
+                rows_of = b.filter(where)
+                if dense_parent:  # the parent rows behind them: their people are read from the parent
+                    assert key is not None and isinstance(parent, _DenseKeys)
+                    queries[f"refs:{group}"] = rows_of.select((key - parent.first).cast(pl.UInt32).unique())
+                else:
+                    queries[f"people:{group}"] = rows_of.select(pl.col("__p").drop_nulls().unique())
+            if nhs is not None:
+                pend_cols = [
+                    pl.col("__rn"),
+                    pl.col(nhs),
+                    (cand if cand is not None else pl.lit(None, pl.Int64)).alias("__cand"),
+                ]
+                if t.trace_key is not None:
+                    pend_cols.append(pl.col(t.trace_key).alias("__tk"))
+                if t.link is not None:
+                    pend_cols += [c_present, c_bad]
+                pend_cols += [k.alias(f"__ck_{c}") for c, (_, k) in child_keys.items()]
+                queries["pend"] = b.filter(c_on.not_()).select(pend_cols)
+            for c, (kind, k) in child_keys.items():
+                if self._dense_ok(plan, t, next(ch for ch in t.children if ch.parent_column == c), kind):
+                    queries[f"dense:{c}"] = b.select(
+                        pl.len().alias("n"),
+                        k.null_count().alias("nulls"),
+                        (k - pl.col("__rn").cast(pl.Int64)).min().alias("lo"),
+                        (k - pl.col("__rn").cast(pl.Int64)).max().alias("hi"),
+                    )
+                    if t.link is not None:  # the rows not kept as they stand (pending rows: after)
+                        queries[f"bad:{c}"] = b.filter(c_on & not_kept).select(k.alias("k"))
+            if last is not None:
+                queries["nulls_in_last"] = b.select(pl.col(last).null_count().alias("n"))
+            return queries
+
+        # In slices of rows (Parquet): a pass with several consumers holds what they share, so a
+        # slice bounds memory whatever the table's length.
+        got = self._collect_sliced(queries_of, based, lf, src)
 
         flags = got["flags"]
         rows_in = flags.height
@@ -508,7 +583,7 @@ class PolarsEngine(Engine):
         if dense_parent:
             assert t.link is not None
             refs_of = {
-                int(name.split(":")[1]): df.to_series().cast(pl.Int64).to_numpy()
+                int(name.split(":")[1]): df.to_series().to_numpy()  # UInt32 row numbers
                 for name, df in got.items()
                 if name.startswith("refs:")
             }
@@ -638,13 +713,13 @@ class PolarsEngine(Engine):
             mask[orow] = False  # their person is the settled one, not the number as read
             if info.cand is None:
                 continue
-            lf = pl.concat(
-                [self._scan(src).select(info.cand.alias("p")), pl.DataFrame({"__m": mask}).lazy()],
-                how="horizontal",
-            )
+            marked = pl.DataFrame({"__m": mask})  # a bit per row
+            del mask
+            lf = pl.concat([self._scan(src).select(info.cand.alias("p")), marked.lazy()], how="horizontal")
             queries.append(lf.filter(pl.col("__m")).select(pl.col("p").drop_nulls().unique()))
             codes.append(code)
-        found = dict(zip(codes, self._collect(queries, src), strict=True)) if queries else {}
+        # one pass each: two consumers of one scan would hold what they share
+        found = {code: self._collect([q], src)[0] for code, q in zip(codes, queries, strict=True)}
         out = {}
         for code in refs:
             parts = [pl.Series(extra[code], dtype=pl.Int64)]

@@ -65,7 +65,12 @@ __all__ = ["DEFAULT_BROADCAST_ROWS", "SparkEngine", "with_nhs_number"]
 # executor: some 16-40 bytes a row in Spark's hashed relation, so 25 M numbers ~ 0.4-1 GB per
 # executor. Larger ones are joined with a shuffle.
 DEFAULT_BROADCAST_ROWS = 25_000_000
-DEFAULT_DRIVER_MEMORY = "4g"  # a local session's JVM (the driver is the executor in local mode)
+DEFAULT_DRIVER_MEMORY = "8g"  # a local session's JVM (the driver is the executor in local mode)
+# Bytes a row takes in a broadcast hash relation (key, row, map slot), measured on Spark 4:
+# a number list (n, place) and a parent's key summary (key, kept, person, place).
+_LIST_ROW_BYTES = 40
+_KEY_ROW_BYTES = 80
+_BROADCAST_SHARE = 8  # a broadcast may take up to 1/8 of the smaller of driver and executor heap
 
 _CORRUPT = "__optout_corrupt"
 _KEPT = [int(s) for s in Status if s.kept]
@@ -264,6 +269,14 @@ def _memory(limit: str | None) -> str:
     return f"{m.group(1)}{m.group(2).lower()}"
 
 
+def _bytes(size: str) -> int:
+    """A JVM memory size (``4g``, ``512m``, ``1024k``, bytes) in bytes."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)b?\s*", str(size).lower())
+    if not m:
+        return 1 << 30
+    return int(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " ")
+
+
 def _error_class(exc: BaseException) -> str:
     """A Spark error's class (e.g. PATH_NOT_FOUND): never its message, which can quote values."""
     get = getattr(exc, "getErrorClass", None) or getattr(exc, "getCondition", None)
@@ -304,7 +317,12 @@ class SparkEngine(Engine):
             session = self._start(SparkSession, master or "local[*]", memory_limit, temp_dir)
             self._owned = True
         self.spark = session
-        self.broadcast_rows = DEFAULT_BROADCAST_ROWS if broadcast_rows is None else int(broadcast_rows)
+        # the rows a broadcast may have: given, or what fits the session's memory (and at most
+        # DEFAULT_BROADCAST_ROWS numbers)
+        self._given_rows = broadcast_rows is not None
+        self.broadcast_rows = (
+            int(broadcast_rows) if broadcast_rows is not None else self._fitting(_LIST_ROW_BYTES)
+        )
         self.csv_multiline = csv_multiline
         self.details: dict[str, Any] = {"master": str(session.sparkContext.master)}
         self._plan: ReleasePlan | None = None
@@ -452,6 +470,16 @@ class SparkEngine(Engine):
             self._set_conf("spark.sql.execution.arrow.pyspark.fallback.enabled", "false")
             return self.spark.createDataFrame(table.to_pandas())
 
+    def _fitting(self, row_bytes: int) -> int:
+        """Rows of ``row_bytes`` a broadcast may hold in this session's memory."""
+        if self._given_rows:
+            return self.broadcast_rows
+        conf = self.spark.sparkContext.getConf()
+        heap = _bytes(conf.get("spark.driver.memory", "1g"))
+        if not str(self.spark.sparkContext.master).startswith("local"):
+            heap = min(heap, _bytes(conf.get("spark.executor.memory", "1g")))
+        return min(DEFAULT_BROADCAST_ROWS, heap // _BROADCAST_SHARE // row_bytes)
+
     def _maybe_broadcast(self, df: Any, rows: int) -> tuple[Any, bool]:
         if rows <= self.broadcast_rows:
             return _F().broadcast(df), True
@@ -541,7 +569,14 @@ class SparkEngine(Engine):
             if t.nhs_column is None:
                 df = df.withColumn("__person", F.col("__pk_person")).withColumn("__pidx", F.col("__pk_i"))
         df = df.withColumn("__status", status)
-        bad = _name(_CORRUPT).isNotNull() if src.format == "csv" else _lit(False)
+        if src.format == "csv":
+            # Spark refuses a CSV query whose only column read is the corrupt-record one, which
+            # happens when the optimizer drops every other (e.g. a join with an empty list): a
+            # term on the first column, never true, keeps that column read.
+            never = F.coalesce(F.length(_name(src.columns[0])) < 0, _lit(False))
+            bad = _name(_CORRUPT).isNotNull() | never
+        else:
+            bad = _lit(False)
         df = df.withColumn("__bad", bad)  # a CSV row with more or fewer fields than the header
         for i, child in enumerate(t.children):
             key, _ = self._key_col(df, child.parent_column, plan, child)
@@ -611,9 +646,10 @@ class SparkEngine(Engine):
                 self._cached.append(summary)
                 # at most one key per row: a parent of few enough rows is broadcast without counting
                 rows = counts.rows_in
-                if rows > self.broadcast_rows:
+                fits = self._fitting(_KEY_ROW_BYTES)
+                if rows > fits:
                     rows = int(self._run(summary.count, t.source))
-                self._keys[ident] = _KeySummary(summary, rows, rows <= self.broadcast_rows)
+                self._keys[ident] = _KeySummary(summary, rows, rows <= fits)
         self.details["joins"] = joins
         return out
 
@@ -635,7 +671,7 @@ class SparkEngine(Engine):
         g = g.persist(StorageLevel.MEMORY_AND_DISK)
         self._cached.append(g)
         rows = int(self._run(g.count, tr.source))
-        self._trace_broadcast = rows <= self.broadcast_rows
+        self._trace_broadcast = rows <= self._fitting(_KEY_ROW_BYTES)
         return F.broadcast(g) if self._trace_broadcast else g
 
     def _classify_table(self, t: PlannedTable, plan: ReleasePlan, lists: Lists, c: Any) -> TableCounts:
@@ -684,7 +720,7 @@ class SparkEngine(Engine):
             if src.format == "csv":
                 bad += int(row["bad"] or 0)
         if bad:
-            first = self._first_rows(t, plan, lists, F.col(_CORRUPT).isNotNull(), 1)
+            first = self._first_rows(t, plan, lists, F.col("__bad"), 1)
             raise InputError(
                 f"{src.path.name}: a row does not have as many fields as the header",
                 where=Location(file=src.path, row=first[0] if first else None, value_class="ragged row"),
