@@ -1,8 +1,14 @@
 """Reading extract tables: CSV (dialect and encoding sniffed, overridable) and Parquet.
 
-A table is named by its file's stem (``episodes.csv`` -> ``episodes``). CSV files are read as
-text (every column VARCHAR) so that a release reproduces each value exactly as it was written:
-no leading zero lost, no date or decimal reformatted. Parquet files keep their schema.
+A table is named by its file's stem (``episodes.csv`` -> ``episodes``). A folder of part files
+(``episodes.parquet/part-00000.parquet`` ..., as Spark and other distributed writers make them) is
+one table, named by the folder's stem, its parts read in name order (files whose names start
+with ``_`` or ``.``, and ``.crc`` files, are bookkeeping and skipped, as Spark skips them); only
+``--engine spark`` reads folders. A ``file://`` URI is a local path. Other URIs (``s3a://``,
+``abfss://``, ``hdfs://`` ...) and catalog tables are opened by the Spark engine, not here.
+
+CSV files are read as text (every column VARCHAR) so that a release reproduces each value exactly
+as it was written: no leading zero lost, no date or decimal reformatted. Parquet files keep their schema.
 
 Every problem becomes an :class:`~optout.errors.InputError` naming the file, the row and the
 column, and saying what to do. Messages never quote a value from the file: DuckDB's own error
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import os
 import re
@@ -31,6 +38,9 @@ __all__ = [
     "PARQUET_SUFFIXES",
     "TableSource",
     "connect",
+    "folder_parts",
+    "is_uri",
+    "local_path",
     "open_table",
     "quote_ident",
     "quote_literal",
@@ -52,6 +62,35 @@ _ENCODINGS = {
     "iso-8859-1": "latin-1",
     "cp1252": "latin-1",  # DuckDB reads latin-1; cp1252 differs only in 0x80-0x9F
 }
+
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def is_uri(spec: str | os.PathLike[str]) -> bool:
+    """``scheme://...`` (``file://``, ``s3a://``, ``abfss://``, ``hdfs://``, ``dbfs://`` ...)."""
+    return isinstance(spec, str) and _URI.match(spec) is not None
+
+
+def local_path(spec: str | os.PathLike[str]) -> Path | None:
+    """The local path of a table: a path as given, or a ``file://`` URI's path; None for another URI."""
+    if not is_uri(spec):
+        return Path(spec)
+    from urllib.parse import unquote, urlparse
+
+    u = urlparse(str(spec))
+    if u.scheme.lower() != "file" or u.netloc not in ("", "localhost"):
+        return None
+    return Path(unquote(u.path))
+
+
+def folder_parts(folder: Path) -> list[Path]:
+    """A folder's part files in name order (not ``_*``, ``.*`` or ``*.crc``: Spark skips those)."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(("_", ".")) and not p.name.endswith(".crc") and p.is_file()
+    )
 
 
 def quote_ident(name: str) -> str:
@@ -80,6 +119,16 @@ class TableSource:
     size: int = 0
     num_rows: int | None = None  # parquet: from the footer
     compression: str | None = None  # parquet: codec of the first column chunk
+    # "file"; "folder" (of part files, ``parts``); "uri" or "catalog" (read by Spark only, from
+    # ``location``: the URI or the catalog table's name)
+    kind: str = "file"
+    parts: list[Path] = field(default_factory=list)  # folder: its part files, in name order
+    location: str | None = None
+
+    @property
+    def local(self) -> bool:
+        """Can the driver read it as files (a file, or a folder of parts)?"""
+        return self.kind in ("file", "folder")
 
     @property
     def bom(self) -> bool:
@@ -101,6 +150,14 @@ class TableSource:
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "file": self.path.name, "format": self.format}
+        if self.kind != "file":
+            out["kind"] = self.kind
+        if self.location is not None:
+            out["location"] = self.location
+        if self.kind == "catalog":
+            del out["file"]
+            out["format"] = "table"
+            return out
         if self.format == "csv":
             out.update(
                 encoding=self.encoding,
@@ -160,14 +217,25 @@ def open_table(
     delimiter: str | None = None,
     quote: str | None = None,
 ) -> TableSource:
-    """Open and sniff one table. Raises InputError for anything that cannot become a release."""
-    path = Path(path)
+    """Open and sniff one table: a file, a folder of part files, or a ``file://`` URI of either.
+
+    Raises InputError for anything that cannot become a release, UsageError for another URI (only
+    ``--engine spark`` reads those)."""
+    local = local_path(path)
+    if local is None:
+        raise UsageError(
+            f"{path} is not a local path: only --engine spark reads URIs such as s3a://, abfss:// or hdfs://",
+            hint="add --engine spark, or copy the table to a local folder",
+        )
+    path = local
     if not path.exists():
         raise InputError(
             f"{path.name} does not exist",
             where=Location(file=path),
             hint="check the file name and folder",
         )
+    if path.is_dir():
+        return _open_folder(path, encoding=encoding, delimiter=delimiter, quote=quote)
     if not path.is_file():
         raise InputError(
             f"{path.name} is not a file", where=Location(file=path), hint="name a CSV or Parquet file"
@@ -190,7 +258,82 @@ def open_table(
     return _open_csv(path, size, head, encoding=encoding, delimiter=delimiter, quote=quote)
 
 
-def _open_parquet(path: Path, size: int) -> TableSource:
+def _open_folder(
+    folder: Path, *, encoding: str | None, delimiter: str | None, quote: str | None
+) -> TableSource:
+    """A folder of part files: one table, its parts in name order, every part the same format and
+    columns (a part with no rows is fine: distributed writers make them)."""
+    try:
+        parts = folder_parts(folder)
+    except OSError as exc:
+        raise _not_readable(folder, exc) from None
+    hint = "name a CSV or Parquet file, or a folder of part files (part-00000.parquet ...)"
+    if not parts:
+        raise InputError(
+            f"{folder.name} is a folder with no part files", where=Location(file=folder), hint=hint
+        )
+    first: TableSource | None = None
+    formats: set[str] = set()
+    total = 0
+    rows: int | None = 0
+    for p in parts:
+        try:
+            size = p.stat().st_size
+            with p.open("rb") as fh:
+                head = fh.read(_SAMPLE)
+        except OSError as exc:
+            raise _not_readable(p, exc) from None
+        total += size
+        if size == 0:
+            continue
+        fmt = _format_of(p, head)
+        formats.add(fmt)
+        if fmt == "parquet":
+            src = _open_parquet(p, size, allow_empty=True)
+        elif first is None:
+            src = _open_csv(
+                p, size, head, encoding=encoding, delimiter=delimiter, quote=quote, allow_empty=True
+            )
+        else:
+            src = _open_csv(
+                p,
+                size,
+                head,
+                encoding=first.encoding,
+                delimiter=first.delimiter,
+                quote=first.quote,
+                allow_empty=True,
+            )
+        if first is None:
+            first = src
+        elif src.columns != first.columns:
+            raise InputError(
+                f"{folder.name}: part {p.name} has other columns than {first.path.name}",
+                where=Location(file=p),
+                hint="every part of a table must have the same columns, in the same order",
+            )
+        rows = None if rows is None or src.num_rows is None else rows + src.num_rows
+    if first is None:
+        raise InputError(
+            f"{folder.name}: every part file is empty (0 bytes)", where=Location(file=folder), hint=hint
+        )
+    if len(formats) > 1:
+        raise InputError(
+            f"{folder.name} mixes CSV and Parquet part files", where=Location(file=folder), hint=hint
+        )
+    if rows == 0:
+        raise InputError(
+            f"{folder.name} has columns but no rows",
+            where=Location(file=folder),
+            hint="a table with no rows usually means the export failed: export it again, "
+            "or leave it out of the release",
+        )
+    return dataclasses.replace(
+        first, name=folder.stem, path=folder, kind="folder", parts=parts, size=total, num_rows=rows
+    )
+
+
+def _open_parquet(path: Path, size: int, *, allow_empty: bool = False) -> TableSource:
     import pyarrow.parquet as pq
 
     try:
@@ -206,7 +349,7 @@ def _open_parquet(path: Path, size: int) -> TableSource:
         ) from None
     columns = list(schema.names)
     _check_header(path, columns)
-    if meta.num_rows == 0:
+    if meta.num_rows == 0 and not allow_empty:
         raise InputError(
             f"{path.name} has columns but no rows",
             where=Location(file=path),
@@ -266,6 +409,7 @@ def _open_csv(
     encoding: str | None,
     delimiter: str | None,
     quote: str | None,
+    allow_empty: bool = False,
 ) -> TableSource:
     complete = size <= len(head)
     if encoding is not None:
@@ -320,7 +464,7 @@ def _open_csv(
         ) from None
     columns = [c.strip() for c in columns]
     _check_header(path, columns)
-    if not rest.strip() and complete:
+    if not rest.strip() and complete and not allow_empty:
         raise InputError(
             f"{path.name} has a header but no data rows",
             where=Location(file=path),

@@ -38,8 +38,19 @@ def _progress() -> Iterator[Callable[[str, str], None] | None]:
 
 
 def apply_cmd(
-    tables: list[Path] = typer.Argument(
-        ..., metavar="TABLE...", help="Extract tables (CSV or Parquet); each is named by its file's stem."
+    tables: list[str] | None = typer.Argument(
+        None,
+        metavar="TABLE...",
+        help="Extract tables (CSV or Parquet); each is named by its file's stem. --engine spark also "
+        "reads folders of part files (named by the folder's stem) and URIs (s3a://, abfss://, hdfs://, "
+        "file://).",
+    ),
+    catalog_table: list[str] = typer.Option(
+        [],
+        "--table",
+        metavar="CATALOG.SCHEMA.TABLE",
+        help="--engine spark: a table of the Spark catalog (Unity Catalog, Hive metastore) to read, "
+        "named by its last part; repeat for each table.",
     ),
     cleaned_list: Path | None = typer.Option(
         None,
@@ -47,7 +58,26 @@ def apply_cmd(
         metavar="FILE",
         help="The check service's reply (.dat) or a one-column CSV: the people WITHOUT an opt-out.",
     ),
-    out: Path = typer.Option(..., "--out", metavar="DIR", help="The release folder to create."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        metavar="DIR",
+        help="The release folder to create (with --out-tables it holds only release.json).",
+    ),
+    out_tables: str | None = typer.Option(
+        None,
+        "--out-tables",
+        metavar="CATALOG.SCHEMA",
+        help="--engine spark: write each table's kept rows as a new table of this schema (the "
+        "session's default format: Delta on Databricks) instead of files; published only with "
+        "the release, never replacing a table.",
+    ),
+    out_table_prefix: str = typer.Option(
+        "",
+        "--out-table-prefix",
+        metavar="TEXT",
+        help="With --out-tables: put TEXT before each table's name (e.g. r2026_03_).",
+    ),
     checked_at: str | None = typer.Option(
         None,
         "--checked-at",
@@ -161,6 +191,10 @@ def apply_cmd(
 
     from optout.release import apply_opt_outs
 
+    if not tables and not catalog_table:
+        raise UsageError(
+            "no tables given", hint="name one or more CSV or Parquet files (or --table with --engine spark)"
+        )
     if spark_master is not None and engine != "spark":
         raise UsageError("--spark-master is only for --engine spark", hint="add --engine spark")
     if report_for not in ("internal", "external"):
@@ -180,7 +214,10 @@ def apply_cmd(
     try:
         with _progress() as progress:
             rep = apply_opt_outs(
-                tables,
+                list(tables or []),
+                catalog_tables=catalog_table,
+                out_tables=out_tables,
+                out_table_prefix=out_table_prefix,
                 out_dir=out,
                 cleaned_list=cleaned_list,
                 allow_list=allow_list,

@@ -34,7 +34,7 @@ from optout import atomic
 from optout.check.cleaned_list import AllowList, parse_checked_at, read_cleaned_list
 from optout.dat import read_number_file
 from optout.errors import InputError, Location, NotFoundError, PolicyRefusal, UsageError
-from optout.release.engines import DEFAULT_ENGINE, ENGINES, engine_names, get_engine
+from optout.release.engines import DEFAULT_ENGINE, ENGINES, embedded_engine_names, engine_names, get_engine
 from optout.release.engines.base import Lists, Status, TableCounts
 from optout.release.manifest import (
     MANIFEST_FORMAT,
@@ -46,6 +46,7 @@ from optout.release.manifest import (
 from optout.release.plan import ReleasePlan, make_plan
 from optout.release.recover import attempt, reconcile, sweep_replaced
 from optout.release.report import ReleaseReport, TableReport
+from optout.tables import TableSource, folder_parts, local_path
 from optout.version import __version__
 
 if TYPE_CHECKING:
@@ -163,9 +164,54 @@ def _table_report(plan: ReleasePlan, name: str, c: TableCounts, cohort_known: bo
     )
 
 
-def _stat_key(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
+def _stat_key(src: TableSource) -> Any:
+    """What changes when a local input changes: a file's size and time; a folder's parts' too."""
+    paths = folder_parts(src.path) if src.kind == "folder" else [src.path]
+    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+
+
+def _hash_input(src: TableSource) -> dict[str, Any]:
+    """A local input's SHA-256; a folder's: each part's, and the SHA-256 of the lines
+    ``<sha256>  <part name>`` of its parts in name order (what ``sha256sum part-* | sha256sum``
+    prints in the folder)."""
+    if src.kind != "folder":
+        return {"sha256": sha256_file(src.path)}
+    parts = [{"path": p.name, "sha256": sha256_file(p)} for p in src.parts]
+    lines = "".join(f"{x['sha256']}  {x['path']}\n" for x in parts)
+    return {"sha256": hashlib.sha256(lines.encode("utf-8")).hexdigest(), "parts": parts}
+
+
+def _sources(
+    tables: Sequence[str | Path],
+    catalog_tables: Sequence[str],
+    engine: str,
+    options: dict[str, Any],
+    memory_limit: str | None,
+    csv_options: dict[str, str | None],
+) -> list[str | Path | TableSource]:
+    """The tables for the plan: paths (files, folders of parts) as given; URIs and catalog tables
+    opened by Spark. Only ``--engine spark`` reads folders, URIs and catalog tables."""
+    remote = [str(t) for t in tables if local_path(t) is None]
+    if engine in embedded_engine_names():
+        spark_only = [*remote, *catalog_tables]
+        spark_only += [str(t) for t in tables if (p := local_path(t)) is not None and p.is_dir()]
+        if spark_only or options.get("out_tables"):
+            what = "writing tables (--out-tables)" if not spark_only else f"{spark_only[0]}"
+            raise UsageError(
+                f"--engine {engine} reads and writes local files only: {what} needs --engine spark "
+                "(folders of part files, URIs such as s3a:// or abfss://, catalog tables given with "
+                "--table, tables written with --out-tables)",
+                hint="add --engine spark",
+            )
+    if not remote and not catalog_tables:
+        return list(tables)
+    from optout.release.engines.spark import open_sources
+
+    opened = iter(
+        open_sources(remote, list(catalog_tables), options=options, memory_limit=memory_limit, **csv_options)
+    )
+    out: list[str | Path | TableSource] = [t if local_path(t) is not None else next(opened) for t in tables]
+    return out + list(opened)
 
 
 def apply_opt_outs(
@@ -197,22 +243,39 @@ def apply_opt_outs(
     progress: Callable[[str, str], None] | None = None,
     actor: str | None = None,
     engine_options: Mapping[str, Any] | None = None,
+    catalog_tables: Sequence[str] = (),
+    out_tables: str | None = None,
+    out_table_prefix: str = "",
 ) -> ReleaseReport:
     """Remove every opted-out person's whole record from ``tables`` into the release ``out_dir``.
 
     See the module docstring and docs/guides/data-engineer.md for every choice. Returns the report;
     raises ``optout.errors`` exceptions (never with an NHS number in the message). ``actor`` names
     who made the release in its audit entries (the web app's user); default: the settings' actor.
+
+    ``engine="spark"`` also reads folders of part files, Hadoop-compatible URIs (``s3a://``,
+    ``abfss://``, ``hdfs://`` ...) in ``tables``, and catalog tables (``catalog_tables=
+    ["catalog.schema.table"]``, each named by its last part); with ``out_tables="catalog.schema"``
+    it writes each table's kept rows as the table ``catalog.schema.<out_table_prefix><name>``
+    instead of files (``out_dir`` then holds only ``release.json``). See docs/guides/spark.md.
     """
     t_now = _now(now)
     if report_for not in REPORT_FOR:
         raise UsageError(f"--report-for {report_for!r} is not a choice", hint="use internal or external")
     if engine not in engine_names():
         raise UsageError(f"unknown engine {engine!r}", hint=f"use one of: {', '.join(engine_names())}")
+    options = dict(engine_options or {})  # engine-specific (spark: session, master, broadcast_rows)
+    if out_table_prefix and not out_tables:
+        raise UsageError("--out-table-prefix is only for --out-tables", hint="add --out-tables SCHEMA")
+    if out_tables:
+        options.update(out_tables=out_tables, out_table_prefix=out_table_prefix)
+    csv_options = {"encoding": encoding, "delimiter": delimiter, "quote": quote}
+    if engine in embedded_engine_names():  # refused before anything is read
+        _sources(tables, catalog_tables, engine, options, memory_limit, csv_options)
     al, cohort_sha = _load_allow_list(cleaned_list, allow_list, checked_at, cohort)
     _check_timing(al, t_now)
     plan = make_plan(
-        tables,
+        _sources(tables, catalog_tables, engine, options, memory_limit, csv_options),
         nhs_columns=nhs_columns,
         links=links,
         chi_columns=chi_columns,
@@ -231,7 +294,6 @@ def apply_opt_outs(
     cohort_known = al.cohort is not None
     release_id = f"rel-{t_now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     out = Path(os.path.abspath(out_dir))
-    options = dict(engine_options or {})  # engine-specific (spark: session, master, broadcast_rows)
     details: dict[str, Any] = {}  # how the engine ran (never a value)
 
     def report_of(counts: Mapping[str, TableCounts]) -> ReleaseReport:
@@ -276,50 +338,82 @@ def apply_opt_outs(
     with attempt(store, release_id, actor=actor) as tracked, staged_release(out, force=force) as staged:
         spill = staged.path(".spill")
         spill.mkdir()
-        before = {t.name: _stat_key(t.source.path) for t in plan.tables}
+        local = [t for t in plan.tables if t.source.local]
+        before = {t.name: _stat_key(t.source) for t in local}
         # hash the inputs while the engine works (hashlib releases the GIL on large blocks)
         hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-sha256")
-        input_sha = {t.name: hasher.submit(sha256_file, t.source.path) for t in plan.tables}
+        input_sha = {t.name: hasher.submit(_hash_input, t.source) for t in local}
         hasher.shutdown(wait=False)
-        with get_engine(engine, memory_limit=memory_limit, temp_dir=spill, **options) as eng:
-            counts = eng.classify(plan, lists, progress)
-            details.update(eng.details)
-            refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
-            if refusal is not None:
-                raise refusal
-            files: list[tuple[Any, Path, int]] = []
+        tables_staged: Any = None  # catalog tables under temporary names (spark, --out-tables)
+        try:
+            with get_engine(engine, memory_limit=memory_limit, temp_dir=spill, **options) as eng:
+                counts = eng.classify(plan, lists, progress)
+                details.update(eng.details)
+                refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
+                if refusal is not None:
+                    raise refusal
+                files: list[tuple[Any, Path, int]] = []
+                for t in plan.tables:
+                    if progress:
+                        progress(t.name, "writing")
+                    target = staged.path(
+                        t.source.path.name if t.source.kind != "catalog" else t.name + ".parquet"
+                    )
+                    rows = eng.write(t.name, target)
+                    # one file, or (spark) each part of the folder it wrote
+                    files.extend((t, part, n) for part, n in eng.outputs(t.name, target, rows))
+                # URIs and catalog tables: checked unchanged, identified (version, listing, hash)
+                identity = {t.name: eng.input_identity(t.source) for t in plan.tables if not t.source.local}
+                tables_out = eng.tables_written()
+                tables_staged = eng.staged_tables()
+            shutil.rmtree(spill, ignore_errors=True)
+            inputs = []
             for t in plan.tables:
-                if progress:
-                    progress(t.name, "writing")
-                target = staged.path(t.source.path.name)
-                rows = eng.write(t.name, target)
-                # one file, or (spark) each part of the folder it wrote
-                files.extend((t, part, n) for part, n in eng.outputs(t.name, target, rows))
-        shutil.rmtree(spill, ignore_errors=True)
-        inputs = []
-        for t in plan.tables:
-            if _stat_key(t.source.path) != before[t.name]:
-                raise InputError(
-                    f"{t.source.path.name} changed while the release was being made",
-                    where=Location(file=t.source.path),
-                    hint="wait until whatever writes the file has finished, then apply again",
-                )
-            inputs.append((t, input_sha[t.name].result()))
-        report = report_of(counts)
-        manifest = _manifest(
-            report, plan, al, cohort_sha, inputs, files, counts, flow_id, flow_version, t_now, staged.tmp
-        )
-        data = manifest_bytes(manifest)
-        report.manifest_sha256 = hashlib.sha256(data).hexdigest()
-        # recorded before it can be seen: no release folder without a record and an audit entry
-        tracked.preparing(
-            staged.tmp,
-            lambda info: _record_preparing(store, report, flow_id, flow_version, counts, info, actor),
-        )
-        (staged.path(MANIFEST_NAME)).write_bytes(data)
-        staged.commit()
-        tracked.prepared()
-        staged.finish()
+                if not t.source.local:
+                    inputs.append((t, identity[t.name] or {}))
+                    continue
+                if _stat_key(t.source) != before[t.name]:
+                    raise InputError(
+                        f"{t.source.path.name} changed while the release was being made",
+                        where=Location(file=t.source.path),
+                        hint="wait until whatever writes the file has finished, then apply again",
+                    )
+                inputs.append((t, input_sha[t.name].result()))
+            report = report_of(counts)
+            manifest = _manifest(
+                report,
+                plan,
+                al,
+                cohort_sha,
+                inputs,
+                files,
+                counts,
+                flow_id,
+                flow_version,
+                t_now,
+                staged.tmp,
+                tables_out,
+            )
+            data = manifest_bytes(manifest)
+            report.manifest_sha256 = hashlib.sha256(data).hexdigest()
+            # recorded before it can be seen: no release folder without a record and an audit entry
+            tracked.preparing(
+                staged.tmp,
+                lambda info: _record_preparing(store, report, flow_id, flow_version, counts, info, actor),
+            )
+            (staged.path(MANIFEST_NAME)).write_bytes(data)
+            if tables_staged is not None:  # temporary names -> final names, then the folder
+                tables_staged.publish()
+            staged.commit()
+            tracked.prepared()
+            staged.finish()
+        except BaseException:
+            if tables_staged is not None:  # no table without its release
+                tables_staged.discard()
+            raise
+        finally:
+            if tables_staged is not None:
+                tables_staged.close()
     return report
 
 
@@ -351,13 +445,14 @@ def _manifest(
     plan: ReleasePlan,
     al: AllowList,
     cohort_sha: str | None,
-    inputs: list[tuple[Any, str]],
+    inputs: list[tuple[Any, dict[str, Any]]],
     files: list[tuple[Any, Path, int]],
     counts: Mapping[str, TableCounts],
     flow_id: str | None,
     flow_version: int | None,
     now: datetime,
     root: Path | None = None,
+    tables_out: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     external = report.report_for == "external"
     under_reason = {
@@ -399,12 +494,12 @@ def _manifest(
         "inputs": [
             {
                 "table": t.name,
-                "file": t.source.path.name,
-                "sha256": sha,
+                **({"file": t.source.path.name} if t.source.kind != "catalog" else {}),
+                **ident,
                 **({} if external else {"rows": counts[t.name].rows_in}),
                 **t.source.describe(),
             }
-            for t, sha in inputs
+            for t, ident in inputs
         ],
         "files": [
             {
@@ -418,6 +513,20 @@ def _manifest(
             }
             for t, target, rows in files
         ],
+        **(
+            {
+                "output_tables": [
+                    {
+                        **entry,
+                        "opt_out_upheld": entry["table"] not in under_reason,
+                        **({"basis": plan.release_reason} if entry["table"] in under_reason else {}),
+                    }
+                    for entry in tables_out
+                ]
+            }
+            if tables_out
+            else {}
+        ),
         "counts": report.to_dict()["tables"],
     }
 

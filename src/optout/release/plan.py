@@ -220,7 +220,7 @@ def _open_trace_index(path: str | Path, **csv_options: str | None) -> TraceIndex
 
 
 def make_plan(
-    tables: Sequence[str | Path],
+    tables: Sequence[str | Path | TableSource],
     *,
     nhs_columns: Mapping[str, str] | Sequence[str] | None = None,
     links: Sequence[str] = (),
@@ -233,7 +233,10 @@ def make_plan(
     delimiter: str | None = None,
     quote: str | None = None,
 ) -> ReleasePlan:
-    """Open every table, find its NHS column or its link, and check the choices fit together."""
+    """Open every table, find its NHS column or its link, and check the choices fit together.
+
+    A table is a path (a file or a folder of part files) or a :class:`TableSource` already opened
+    (the Spark engine opens URIs and catalog tables)."""
     if unmatched not in UNMATCHED_CHOICES:
         raise UsageError(
             f"--unmatched {unmatched!r} is not a choice{_suggest(unmatched, UNMATCHED_CHOICES)}",
@@ -261,7 +264,7 @@ def make_plan(
     opts = {"encoding": encoding, "delimiter": delimiter, "quote": quote}
     sources: dict[str, TableSource] = {}
     for p in tables:
-        src = open_table(p, **opts)
+        src = p if isinstance(p, TableSource) else open_table(p, **opts)
         if src.name in sources:
             raise UsageError(
                 f"two tables are both named {src.name!r} ({sources[src.name].path.name} and {src.path.name})",

@@ -130,6 +130,21 @@ class Engine(ABC):
         of parts and lists every part (each gets its own SHA-256 and row count)."""
         return [(out_path, rows)]
 
+    def input_identity(self, source: Any) -> dict[str, Any] | None:
+        """What identifies an input the driver cannot read as files (Spark: a URI, a catalog
+        table), for the manifest, after checking it did not change since ``classify``. None: the
+        input is local files, hashed by the caller."""
+        return None
+
+    def tables_written(self) -> list[dict[str, Any]]:
+        """Catalog tables written instead of files (name, rows, content hash), for the manifest."""
+        return []
+
+    def staged_tables(self) -> Any:
+        """Tables written under temporary names, handed to the caller to publish with the release
+        folder (``publish()``), or drop (``discard()``); then ``close()``. None: no table."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 

@@ -59,7 +59,7 @@ from optout.release.engines.base import (
 from optout.release.plan import Link, PlannedTable, ReleasePlan
 from optout.tables import TableSource
 
-__all__ = ["DEFAULT_BROADCAST_ROWS", "SparkEngine", "with_nhs_number"]
+__all__ = ["DEFAULT_BROADCAST_ROWS", "SparkEngine", "StagedTables", "open_sources", "with_nhs_number"]
 
 # An allow-list (or a parent's key summary) of at most this many rows is broadcast to every
 # executor: some 16-40 bytes a row in Spark's hashed relation, so 25 M numbers ~ 0.4-1 GB per
@@ -279,7 +279,7 @@ def _bytes(size: str) -> int:
 
 def _error_class(exc: BaseException) -> str:
     """A Spark error's class (e.g. PATH_NOT_FOUND): never its message, which can quote values."""
-    get = getattr(exc, "getErrorClass", None) or getattr(exc, "getCondition", None)
+    get = getattr(exc, "getCondition", None) or getattr(exc, "getErrorClass", None)
     with contextlib.suppress(Exception):
         cls = get() if get else None
         if cls:
@@ -287,8 +287,261 @@ def _error_class(exc: BaseException) -> str:
     return exc.__class__.__name__
 
 
+# --------------------------------------------------------------------------- sources
+
+_started: Any = None  # a session optout started to open sources: the engine then owns it
+
+
+def _session(options: dict[str, Any], memory_limit: str | None) -> Any:
+    """The session the engine will use: ``session=``, the active one, or one started here."""
+    global _started
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise UsageError(
+            "--engine spark needs PySpark, which is not installed",
+            hint="pip install 'optout[spark]' (and Java 17)",
+        ) from None
+    session = options.get("session")
+    if session is None and options.get("master") is None:
+        session = SparkSession.getActiveSession()
+    if session is None:
+        from optout import atomic
+
+        session = SparkEngine._start(
+            SparkSession, options.get("master") or "local[*]", memory_limit, atomic.spill_dir()
+        )
+        _started = session
+    return session
+
+
+def _hadoop(spark: Any, location: str) -> tuple[Any, Any]:
+    """(FileSystem, Path) of a Hadoop-compatible URI, through the session's JVM."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
+
+
+def _listing(spark: Any, location: str) -> list[tuple[str, int, int]]:
+    """(name, bytes, modification time in ms) of the file at ``location``, or of the part files of
+    the folder there, in name order (not ``_*``, ``.*``, ``*.crc``)."""
+    fs, path = _hadoop(spark, location)
+    status = fs.getFileStatus(path)
+    if not status.isDirectory():
+        return [(str(status.getPath().getName()), int(status.getLen()), int(status.getModificationTime()))]
+    out = []
+    for st in fs.listStatus(path):
+        name = str(st.getPath().getName())
+        if st.isDirectory() or name.startswith(("_", ".")) or name.endswith(".crc"):
+            continue
+        out.append((name, int(st.getLen()), int(st.getModificationTime())))
+    return sorted(out)
+
+
+def _head(spark: Any, location: str, n: int = 1 << 16) -> bytes:
+    fs, path = _hadoop(spark, location)
+    stream = fs.open(path)
+    try:
+        return bytes(stream.readNBytes(n))
+    finally:
+        stream.close()
+
+
+def _open_uri(
+    spark: Any, uri: str, *, encoding: str | None, delimiter: str | None, quote: str | None
+) -> TableSource:
+    """A file or folder of parts at a Hadoop-compatible URI, sniffed through Spark's file system."""
+    from urllib.parse import urlparse
+
+    from optout import tables
+
+    segment = urlparse(uri).path.rstrip("/").rsplit("/", 1)[-1] or uri
+    where = Location(file=Path(segment))
+    try:
+        listing = _listing(spark, uri)
+    except Exception as exc:
+        raise InputError(
+            f"Spark cannot read {uri} ({_error_class(exc)})",
+            where=where,
+            hint="check the URI, and that this cluster has the credentials to read it",
+        ) from None
+    listing = [x for x in listing if x[1] > 0]
+    if not listing:
+        raise InputError(
+            f"{segment} holds no data (no part file, or every one is empty)",
+            where=where,
+            hint="export it again",
+        )
+    base = uri.rstrip("/")
+    first = listing[0][0]
+    first_uri = (
+        base if first == segment and len(listing) == 1 and not uri.endswith("/") else f"{base}/{first}"
+    )
+    try:
+        head = _head(spark, first_uri)
+    except Exception as exc:
+        raise InputError(
+            f"Spark cannot read {uri} ({_error_class(exc)})", where=where, hint="check the URI"
+        ) from None
+    fmt = tables._format_of(Path(segment if Path(segment).suffix else first), head)
+    name = Path(segment)
+    if fmt == "csv":
+        src = tables._open_csv(
+            name, listing[0][1], head, encoding=encoding, delimiter=delimiter, quote=quote, allow_empty=True
+        )
+    else:
+        try:
+            schema = spark.read.parquet(uri).schema
+        except Exception as exc:
+            raise InputError(
+                f"Spark could not read {segment} as Parquet ({_error_class(exc)})",
+                where=where,
+                hint="export it again",
+            ) from None
+        columns = [f.name for f in schema.fields]
+        tables._check_header(name, columns)
+        src = TableSource(name=name.stem, path=name, format="parquet", columns=columns, compression="SNAPPY")
+    src.kind, src.location, src.size = "uri", uri, sum(x[1] for x in listing)
+    src.name = name.stem
+    return src
+
+
+def _open_catalog(spark: Any, table: str) -> TableSource:
+    """A table of a Spark catalog (``catalog.schema.table``), named by its last part."""
+    from optout import tables
+
+    short = table.rsplit(".", 1)[-1].strip("`")
+    try:
+        df = spark.table(table)
+        columns = [f.name for f in df.schema.fields]
+    except Exception as exc:
+        raise InputError(
+            f"Spark cannot read the table {table} ({_error_class(exc)})",
+            where=Location(file=Path(table)),
+            hint="check the name (catalog.schema.table) and that this cluster may read it",
+        ) from None
+    tables._check_header(Path(table), columns)
+    return TableSource(
+        name=short,
+        path=Path(table),
+        format="parquet",  # typed columns; written out as Parquet parts when written as files
+        columns=columns,
+        compression="SNAPPY",
+        kind="catalog",
+        location=table,
+    )
+
+
+def open_sources(
+    uris: list[str],
+    catalog_tables: list[str],
+    *,
+    options: dict[str, Any],
+    memory_limit: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    quote: str | None = None,
+) -> list[TableSource]:
+    """Open URIs (``s3a://``, ``abfss://``, ``hdfs://`` ...: a file or a folder of parts) and catalog
+    tables with Spark, for the plan. The session is ``options["session"]``, the active one, or one
+    started here (which the engine then uses and stops)."""
+    spark = _session(options, memory_limit)
+    out = [_open_uri(spark, u, encoding=encoding, delimiter=delimiter, quote=quote) for u in uris]
+    return out + [_open_catalog(spark, t) for t in catalog_tables]
+
+
+def _content_hash(df: Any) -> dict[str, Any]:
+    """Spark's xxhash64 of each row (its columns in order, seed 42), combined without an order:
+    their bit_xor, and the sum of their low 32 bits; with the rows. Computed by the executors; no
+    row reaches the driver."""
+    F = _F()
+    h = F.xxhash64(*[_name(c) for c in df.columns])
+    row = (
+        df.select(h.alias("h"))
+        .agg(
+            F.count(_lit(1)).alias("n"),
+            F.expr("bit_xor(h)").alias("x"),
+            F.sum((F.col("h").bitwiseAND(_lit(0xFFFFFFFF))).cast("decimal(38,0)")).alias("s"),
+        )
+        .collect()[0]
+    )
+    return {
+        "rows": int(row["n"]),
+        "xxhash64_xor": f"{(int(row['x'] or 0)) & 0xFFFFFFFFFFFFFFFF:016x}",
+        "xxhash64_low32_sum": int(row["s"] or 0),
+    }
+
+
+def _describe_table(spark: Any, table: str) -> dict[str, Any]:
+    """A catalog table's provider, location and (Delta) latest version, as far as Spark says."""
+    out: dict[str, Any] = {}
+    with contextlib.suppress(Exception):
+        for r in spark.sql(f"DESCRIBE TABLE EXTENDED {table}").collect():
+            key = str(r[0]).strip()
+            if key in ("Provider", "Location") and r[1]:
+                out[key.lower() if key == "Location" else "format"] = str(r[1])
+    with contextlib.suppress(Exception):
+        hist = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").collect()
+        if hist:
+            out["delta_version"] = int(hist[0]["version"])
+    return out
+
+
+@dataclass
+class StagedTables:
+    """Catalog tables written under temporary names: renamed to their final names only when the
+    release folder is committed (:meth:`publish`), dropped on any failure (:meth:`discard`)."""
+
+    spark: Any
+    names: list[tuple[str, str]]  # (temporary, final)
+    owned: bool = False
+    published: int = 0
+
+    def publish(self) -> None:
+        for tmp, final in self.names:
+            if self.spark.catalog.tableExists(final):
+                raise OutputError(
+                    f"the table {final} appeared while the release was being made",
+                    hint="choose another --out-tables schema or --out-table-prefix",
+                )
+            try:
+                try:
+                    self.spark.sql(f"ALTER TABLE {tmp} RENAME TO {final}")
+                except Exception:
+                    # the session catalog (Hive metastore) takes schema.table only
+                    if final.count("`.`") < 2:
+                        raise
+                    self.spark.sql(f"ALTER TABLE {tmp} RENAME TO {final.split('.', 1)[1]}")
+            except Exception as exc:
+                raise OutputError(
+                    f"Spark could not rename a table to {final} ({_error_class(exc)})",
+                    hint="check this cluster may create tables in that schema; nothing was released",
+                ) from None
+            self.published += 1
+
+    def discard(self) -> None:
+        for i, (tmp, final) in enumerate(self.names):
+            name = final if i < self.published else tmp
+            with contextlib.suppress(Exception):
+                self.spark.sql(f"DROP TABLE IF EXISTS {name}")
+        self.published = 0
+
+    def close(self) -> None:
+        if self.owned:
+            with contextlib.suppress(Exception):
+                self.spark.stop()
+            self.owned = False
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
 class SparkEngine(Engine):
-    """Apply the plan with PySpark: ``local[*]`` by default, ``master=URL``, or ``session=``."""
+    """Apply the plan with PySpark: ``local[*]`` by default, ``master=URL``, or ``session=``.
+
+    ``out_tables="catalog.schema"`` writes each table's kept rows as a table of that schema (named
+    ``out_table_prefix`` + the table's name) instead of files."""
 
     name = "spark"
 
@@ -301,6 +554,8 @@ class SparkEngine(Engine):
         master: str | None = None,
         broadcast_rows: int | None = None,
         csv_multiline: bool = True,
+        out_tables: str | None = None,
+        out_table_prefix: str = "",
     ) -> None:
         super().__init__(memory_limit=memory_limit, temp_dir=temp_dir)
         try:
@@ -316,7 +571,16 @@ class SparkEngine(Engine):
         if session is None:
             session = self._start(SparkSession, master or "local[*]", memory_limit, temp_dir)
             self._owned = True
+        elif _started is not None and session is _started:  # started by open_sources
+            self._owned = True
         self.spark = session
+        self.out_tables = out_tables
+        self.out_table_prefix = out_table_prefix or ""
+        self._token = os.urandom(4).hex()
+        self._staged: list[tuple[str, str]] = []
+        self._handed = False
+        self._tables_out: list[dict[str, Any]] = []
+        self._identity_before: dict[str, Any] = {}
         # the rows a broadcast may have: given, or what fits the session's memory (and at most
         # DEFAULT_BROADCAST_ROWS numbers)
         self._given_rows = broadcast_rows is not None
@@ -379,6 +643,8 @@ class SparkEngine(Engine):
             conf.set(key, value)
 
     def close(self) -> None:
+        if self._staged and not self._handed:  # a failure before the release: no half-written table
+            StagedTables(self.spark, self._staged).discard()
         for df in self._cached:
             with contextlib.suppress(Exception):
                 df.unpersist()
@@ -389,17 +655,21 @@ class SparkEngine(Engine):
                     self.spark.conf.unset(key)
                 else:
                     self.spark.conf.set(key, value)
-        if self._owned:
+        if self._owned and not self._handed:
+            global _started
             with contextlib.suppress(Exception):
                 self.spark.stop()
+            _started = None
 
     # ------------------------------------------------------------------ reading
 
     def _read(self, src: TableSource) -> Any:
         from pyspark.sql import types as T
 
-        path = str(src.path)
+        path = src.location or str(src.path)
         try:
+            if src.kind == "catalog":
+                return self.spark.table(path)
             if src.format == "parquet":
                 return self.spark.read.parquet(path)
             schema = T.StructType(
@@ -432,7 +702,7 @@ class SparkEngine(Engine):
         if isinstance(exc, KeyboardInterrupt):
             raise exc
         return InputError(
-            f"Spark could not read {src.path.name} ({_error_class(exc)})",
+            f"Spark could not read {src.location or src.path.name} ({_error_class(exc)})",
             where=Location(file=src.path),
             hint="check the file exists where every Spark executor can read it, and is the format "
             "its name says; run again with --engine duckdb to compare",
@@ -599,6 +869,9 @@ class SparkEngine(Engine):
     ) -> dict[str, TableCounts]:
         F = _F()
         self._plan, self._lists = plan, lists
+        for t in plan.tables:  # the change check of sources the driver cannot read as files
+            if not t.source.local:
+                self._identity_before[t.name] = self._change_key(t.source)
         allow = self._number_frame(lists.allow, "__al_n", "__al_i")
         self._allow, self._allow_broadcast = self._maybe_broadcast(allow, int(lists.allow.size))
         self.details["allow_list"] = "broadcast" if self._allow_broadcast else "shuffle join"
@@ -788,7 +1061,10 @@ class SparkEngine(Engine):
         assert self._plan is not None and self._lists is not None
         t = self._plan.table(table)
         src = t.source
-        order = self._shuffles(t)
+        # Spark reads several files in an order of its own (largest first): a folder's or a URI's
+        # parts are put back in (part name, position) order, as rows after a shuffle join are
+        many = (src.kind == "folder" and len(src.parts) > 1) or src.kind == "uri"
+        order = self._shuffles(t) or many
         c = self._classified(t, self._plan, self._lists, order=order)
         kept = c.where(F.col("__status").isin(*_KEPT))
         if order:
@@ -796,6 +1072,8 @@ class SparkEngine(Engine):
             kept = kept.repartitionByRange(*cols).sortWithinPartitions(*cols)
         data_cols = [x for x in src.columns]
         out = kept.select(*[_name(x) for x in data_cols])
+        if self.out_tables:
+            return self._write_table(table, out)
         writer = out.write.mode("errorifexists")
         try:
             if src.format == "parquet":
@@ -833,10 +1111,104 @@ class SparkEngine(Engine):
         self._parts[table] = parts
         return n
 
+    def _table_names(self, table: str) -> tuple[str, str]:
+        """(temporary, final) names of ``table``'s output table, quoted."""
+        schema = ".".join(_ident(p.strip("`")) for p in str(self.out_tables).split("."))
+        base = f"{self.out_table_prefix}{table}"
+        return f"{schema}.{_ident(f'_optout_tmp_{self._token}_{base}')}", f"{schema}.{_ident(base)}"
+
+    def _write_table(self, table: str, out: Any) -> int:
+        """Write the kept rows as a catalog table under a temporary name (the session's default
+        format: Delta on Databricks), count and hash it there."""
+        tmp, final = self._table_names(table)
+        if self.spark.catalog.tableExists(final):
+            raise OutputError(
+                f"the table {final} already exists",
+                hint="choose another --out-tables schema or --out-table-prefix (a release never "
+                "replaces a table)",
+            )
+        self._staged.append((tmp, final))
+        try:
+            out.write.mode("errorifexists").saveAsTable(tmp)
+            stats = _content_hash(self.spark.table(tmp))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            raise OutputError(
+                f"Spark could not write the table {final} ({_error_class(exc)})",
+                hint="check this cluster may create tables in that schema; nothing was released",
+            ) from None
+        n = stats.pop("rows")
+        if n != self._expected[table]:
+            raise OptoutError(
+                f"internal check failed: {table} wrote {n} rows where {self._expected[table]} were expected",
+                hint="this is a bug; nothing was released. Run again with --engine reference and report it",
+            )
+        self._parts[table] = []
+        self._tables_out.append(
+            {"table": table, "name": final.replace("`", ""), "rows": n, "content_hash": stats}
+        )
+        return n
+
+    def tables_written(self) -> list[dict[str, Any]]:
+        """The catalog tables written (final name, rows, content hash), for the manifest."""
+        return list(self._tables_out)
+
+    def staged_tables(self) -> StagedTables | None:
+        """Hand the tables written under temporary names to the caller, who publishes them with the
+        release folder or discards them (and then stops a session optout started)."""
+        if not self._staged:
+            return None
+        self._handed = True
+        return StagedTables(self.spark, list(self._staged), owned=self._owned)
+
+    def _change_key(self, src: TableSource) -> Any:
+        """What changes when a URI's files or a catalog table change: the listing (names, sizes,
+        modification times); a Delta table's version."""
+        if src.kind == "uri":
+            return _listing(self.spark, str(src.location))
+        info = _describe_table(self.spark, str(src.location))
+        if "delta_version" in info:
+            return ("delta", info["delta_version"])
+        files = sorted(self.spark.table(str(src.location)).inputFiles())
+        return [(f, _listing(self.spark, f)) for f in files]
+
+    def input_identity(self, src: TableSource) -> dict[str, Any] | None:
+        if src.local:
+            return None
+        try:
+            now = self._change_key(src)
+        except Exception as exc:
+            raise InputError(
+                f"Spark cannot read {src.location} any more ({_error_class(exc)})",
+                where=Location(file=src.path),
+                hint="wait until whatever writes the table has finished, then apply again",
+            ) from None
+        if now != self._identity_before.get(src.name, now):
+            raise InputError(
+                f"{src.location} changed while the release was being made",
+                where=Location(file=src.path),
+                hint="wait until whatever writes the table has finished, then apply again",
+            )
+        if src.kind == "uri":
+            ident: dict[str, Any] = {
+                "parts": [
+                    {"path": n, "bytes": b, "modified_ms": m}
+                    for n, b, m in _listing(self.spark, str(src.location))
+                ]
+            }
+        else:
+            ident = _describe_table(self.spark, str(src.location))
+        if "delta_version" not in ident:
+            ident["content_hash"] = self._run(lambda: _content_hash(self._read(src)), src)
+            ident["content_hash"].pop("rows")
+        return ident
+
     def _tidy(self, folder: Path, src: TableSource) -> list[tuple[Path, int]]:
         """Remove Spark's bookkeeping files, name the parts part-00000.<ext>... in order, make them
         owner-only, and count each part's rows."""
-        ext = src.path.suffix or (".parquet" if src.format == "parquet" else ".csv")
+        ext = src.path.suffix if src.kind != "catalog" else ""
+        ext = ext or (".parquet" if src.format == "parquet" else ".csv")
         names = sorted(os.listdir(folder))
         parts = [n for n in names if n.startswith("part-") and not n.endswith(".crc")]
         for n in names:
