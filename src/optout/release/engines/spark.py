@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import os
 import re
 import warnings
@@ -451,9 +452,11 @@ def open_sources(
 
 
 def _content_hash(df: Any) -> dict[str, Any]:
-    """Spark's xxhash64 of each row (its columns in order, seed 42), combined without an order:
-    their bit_xor, and the sum of their low 32 bits; with the rows. Computed by the executors; no
-    row reaches the driver."""
+    """``rows`` and ``content_hash``: the SHA-256 of ``"<rows>:<xor>:<sum>"``, where ``xor`` is the
+    bitwise XOR (16 hex digits) and ``sum`` the sum of the low 32 bits of Spark's xxhash64 (seed
+    42) of every row's columns in order. Order-independent; computed by the executors (no row
+    reaches the driver). The SHA-256 hides the XOR and sum, so the hashes of an input and of its
+    release cannot be subtracted to give one of the removed rows'."""
     F = _F()
     h = F.xxhash64(*[_name(c) for c in df.columns])
     row = (
@@ -465,11 +468,9 @@ def _content_hash(df: Any) -> dict[str, Any]:
         )
         .collect()[0]
     )
-    return {
-        "rows": int(row["n"]),
-        "xxhash64_xor": f"{(int(row['x'] or 0)) & 0xFFFFFFFFFFFFFFFF:016x}",
-        "xxhash64_low32_sum": int(row["s"] or 0),
-    }
+    n = int(row["n"])
+    text = f"{n}:{int(row['x'] or 0) & 0xFFFFFFFFFFFFFFFF:016x}:{int(row['s'] or 0)}"
+    return {"rows": n, "content_hash": hashlib.sha256(text.encode("ascii")).hexdigest()}
 
 
 def _describe_table(spark: Any, table: str) -> dict[str, Any]:
@@ -869,7 +870,14 @@ class SparkEngine(Engine):
     ) -> dict[str, TableCounts]:
         F = _F()
         self._plan, self._lists = plan, lists
-        for t in plan.tables:  # the change check of sources the driver cannot read as files
+        for t in plan.tables:
+            if self.out_tables and self.spark.catalog.tableExists(self._table_names(t.name)[1]):
+                raise OutputError(
+                    f"the table {self._table_names(t.name)[1].replace('`', '')} already exists",
+                    hint="choose another --out-tables schema or --out-table-prefix (a release never "
+                    "replaces a table)",
+                )
+            # the change check of sources the driver cannot read as files
             if not t.source.local:
                 self._identity_before[t.name] = self._change_key(t.source)
         allow = self._number_frame(lists.allow, "__al_n", "__al_i")
@@ -1138,7 +1146,7 @@ class SparkEngine(Engine):
                 f"Spark could not write the table {final} ({_error_class(exc)})",
                 hint="check this cluster may create tables in that schema; nothing was released",
             ) from None
-        n = stats.pop("rows")
+        n = stats["rows"]
         if n != self._expected[table]:
             raise OptoutError(
                 f"internal check failed: {table} wrote {n} rows where {self._expected[table]} were expected",
@@ -1146,7 +1154,7 @@ class SparkEngine(Engine):
             )
         self._parts[table] = []
         self._tables_out.append(
-            {"table": table, "name": final.replace("`", ""), "rows": n, "content_hash": stats}
+            {"table": table, "name": final.replace("`", ""), "rows": n, "content_hash": stats["content_hash"]}
         )
         return n
 
@@ -1200,8 +1208,7 @@ class SparkEngine(Engine):
         else:
             ident = _describe_table(self.spark, str(src.location))
         if "delta_version" not in ident:
-            ident["content_hash"] = self._run(lambda: _content_hash(self._read(src)), src)
-            ident["content_hash"].pop("rows")
+            ident["content_hash"] = self._run(lambda: _content_hash(self._read(src)), src)["content_hash"]
         return ident
 
     def _tidy(self, folder: Path, src: TableSource) -> list[tuple[Path, int]]:
