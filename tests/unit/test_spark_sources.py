@@ -193,7 +193,9 @@ def _catalog(spark: Any, schema: str) -> None:
     )
 
 
-def test_catalog_tables_in_released_as_files_and_as_tables(spark: Any, extract: dict[str, Path]) -> None:
+def test_catalog_tables_in_released_as_files_and_as_tables(
+    spark: Any, extract: dict[str, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
     ref = _reference(extract)
     _catalog(spark, "src_a")
     names = ["spark_catalog.src_a.patients", "spark_catalog.src_a.episodes"]
@@ -207,6 +209,8 @@ def test_catalog_tables_in_released_as_files_and_as_tables(spark: Any, extract: 
     inputs = {i["table"]: i for i in _manifest(out)["inputs"]}
     assert inputs["patients"]["kind"] == "catalog" and inputs["patients"]["location"] == names[0]
     assert inputs["patients"]["format"] == "table" and "file" not in inputs["patients"]
+    assert inputs["patients"]["provider"] == "parquet" and "storage_location" in inputs["patients"]
+    assert "delta_version" not in inputs["patients"]  # not Delta: identified by its content hash
     hashed = inputs["patients"]["content_hash"]
 
     spark.sql("CREATE DATABASE IF NOT EXISTS out_a")
@@ -244,6 +248,12 @@ def test_catalog_tables_in_released_as_files_and_as_tables(spark: Any, extract: 
         )
     assert not (extract["root"] / "again").exists()
     assert [t.name for t in spark.catalog.listTables("out_a")] == ["r1_episodes", "r1_patients"]
+    out, err = capfd.readouterr()
+    manifests = "".join(
+        (extract["root"] / n / "release.json").read_text() for n in ("files_out", "tables_out")
+    )
+    numbers = {n for n in NUMS}
+    assert not [m for m in re.findall(r"\d{10}", out + err + manifests) if m in numbers]
 
 
 def test_the_content_hash_is_of_the_rows_in_any_order(spark: Any) -> None:

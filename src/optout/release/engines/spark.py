@@ -373,11 +373,12 @@ def _open_uri(
             where=where,
             hint="export it again",
         )
-    base = uri.rstrip("/")
     first = listing[0][0]
-    first_uri = (
-        base if first == segment and len(listing) == 1 and not uri.endswith("/") else f"{base}/{first}"
-    )
+    is_dir = False
+    with contextlib.suppress(Exception):
+        fs, hpath = _hadoop(spark, uri)
+        is_dir = bool(fs.getFileStatus(hpath).isDirectory())
+    first_uri = f"{uri.rstrip('/')}/{first}" if is_dir else uri
     try:
         head = _head(spark, first_uri)
     except Exception as exc:
@@ -480,7 +481,7 @@ def _describe_table(spark: Any, table: str) -> dict[str, Any]:
         for r in spark.sql(f"DESCRIBE TABLE EXTENDED {table}").collect():
             key = str(r[0]).strip()
             if key in ("Provider", "Location") and r[1]:
-                out[key.lower() if key == "Location" else "format"] = str(r[1])
+                out["storage_location" if key == "Location" else "provider"] = str(r[1])
     with contextlib.suppress(Exception):
         hist = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").collect()
         if hist:
