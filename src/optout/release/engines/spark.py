@@ -28,6 +28,15 @@ a parent's keys larger than ``broadcast_rows``), the kept rows are range-partiti
 by (file, block, position) before writing, which restores that order at the cost of one more
 shuffle of the kept rows.
 
+Sources and outputs: besides local files, a folder of part files (read in part-name order), a
+Hadoop-compatible URI (opened, sniffed and listed through the session's file system by
+:func:`open_sources`) and a catalog table (``spark.table``); with ``out_tables`` each table is
+written as a catalog table under a temporary name, handed to the caller as :class:`StagedTables`
+and renamed to its final name only when the release folder is committed (dropped otherwise). For
+inputs the driver cannot hash, :meth:`SparkEngine.input_identity` gives what identifies them (a
+URI's listing, a Delta version, or a content hash computed by the executors) after checking
+they did not change.
+
 PySpark is imported only here, and only when the engine is made (the registry loads this module
 on first use).
 """
@@ -904,7 +913,8 @@ class SparkEngine(Engine):
             counts = self._classify_table(t, plan, lists, c)
             out[t.name] = counts
             self._expected[t.name] = counts.rows_out
-            joins[t.name] = "shuffle (order restored by a sort)" if self._shuffles(t) else "broadcast"
+            sort = " (order restored by a sort)" if t.source.kind != "catalog" else ""
+            joins[t.name] = f"shuffle{sort}" if self._shuffles(t) else "broadcast"
             for i, child in enumerate(t.children):
                 key_name = f"__ck{i}"
                 _key, kind = self._key_col(c, child.parent_column, plan, child)
@@ -1071,9 +1081,10 @@ class SparkEngine(Engine):
         t = self._plan.table(table)
         src = t.source
         # Spark reads several files in an order of its own (largest first): a folder's or a URI's
-        # parts are put back in (part name, position) order, as rows after a shuffle join are
+        # kept rows are put back in (part name, position) order, as rows after a shuffle join are. A
+        # catalog table has no order to keep: its rows are written as Spark reads them.
         many = (src.kind == "folder" and len(src.parts) > 1) or src.kind == "uri"
-        order = self._shuffles(t) or many
+        order = (self._shuffles(t) or many) and src.kind != "catalog"
         c = self._classified(t, self._plan, self._lists, order=order)
         kept = c.where(F.col("__status").isin(*_KEPT))
         if order:
