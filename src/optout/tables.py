@@ -135,14 +135,18 @@ class TableSource:
         return self.encoding == "utf-8-sig"
 
     def scan_sql(self) -> str:
-        """A DuckDB table expression that reads this table (text columns for CSV)."""
+        """A DuckDB table expression that reads this table (text columns for CSV; a folder's parts
+        in name order)."""
+        files = quote_literal(self.path)
+        if self.kind == "folder":
+            files = "[" + ", ".join(quote_literal(p) for p in self.parts) + "]"
         if self.format == "parquet":
-            return f"read_parquet({quote_literal(self.path)})"
+            return f"read_parquet({files})"
         cols = ", ".join(f"{quote_literal(c)}: 'VARCHAR'" for c in self.columns)
         enc = "latin-1" if self.encoding == "latin-1" else "utf-8"
         q = self.quote or '"'
         return (
-            f"read_csv({quote_literal(self.path)}, header=true, auto_detect=false, "
+            f"read_csv({files}, header=true, auto_detect=false, "
             f"delim={quote_literal(self.delimiter or ',')}, quote={quote_literal(q)}, "
             f"escape={quote_literal(q)}, columns={{{cols}}}, encoding={quote_literal(enc)}, "
             "strict_mode=true, null_padding=false)"

@@ -147,6 +147,27 @@ def test_folders_of_part_files_as_the_same_rows_in_one_file(spark: Any, extract:
         assert entry["sha256"] == hashlib.sha256(lines.encode()).hexdigest()  # sha256sum part-* | sha256sum
 
 
+def test_a_folder_is_one_table_of_parts_with_the_same_columns(tmp_path: Path) -> None:
+    from optout.errors import InputError
+    from optout.tables import open_table, read_column
+
+    folder = tmp_path / "episodes"
+    folder.mkdir()
+    with pytest.raises(InputError, match="no part files"):
+        open_table(folder)
+    (folder / "part-00000.csv").write_text("eid,pid\ne1,p1\n")
+    (folder / "part-00001.csv").write_text("eid,pid\n")  # a part with no rows is fine
+    (folder / "part-00002.csv").write_text("eid,pid\ne2,p2\n")
+    (folder / "_SUCCESS").write_text("")
+    src = open_table(folder)
+    assert (src.name, src.kind, src.format) == ("episodes", "folder", "csv")
+    assert [p.name for p in src.parts] == ["part-00000.csv", "part-00001.csv", "part-00002.csv"]
+    assert read_column(src, "eid").to_pylist() == ["e1", "e2"]  # in part-name order
+    (folder / "part-00003.csv").write_text("eid,person\ne3,p3\n")
+    with pytest.raises(InputError, match="other columns"):
+        open_table(folder)
+
+
 def test_a_file_uri_is_a_local_path(spark: Any, extract: dict[str, Path]) -> None:
     ref = _reference(extract)
     files = extract["files"]

@@ -114,7 +114,7 @@ def test_undecodable_bytes_with_an_explicit_encoding(tmp_path: Path) -> None:
 def test_missing_file_and_bad_options(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         open_table(tmp_path / "nope.csv")
-    with pytest.raises(InputError, match="not a file"):
+    with pytest.raises(InputError, match="folder with no part files"):  # a folder is a table of parts
         open_table(tmp_path)
     _w(tmp_path / "t.csv", b"a,b\n1,2\n")
     with pytest.raises(UsageError):
