@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -353,3 +354,25 @@ def test_a_failed_table_write_leaves_no_release_and_no_table(
     assert spark.catalog.listTables("out_b") == []
     assert not (extract["root"] / "rel").exists()
     assert [p.name for p in extract["root"].iterdir() if p.name.startswith(".")] == []
+
+
+def test_temporary_tables_left_by_a_killed_job_are_swept_when_old(
+    spark: Any, extract: dict[str, Path]
+) -> None:
+    """A job killed outright leaves its temporary tables; the next release into that schema drops
+    those made more than STALE_TABLE_HOURS ago, and leaves a younger one (perhaps a release still
+    running elsewhere)."""
+    _catalog(spark, "src_c")
+    spark.sql("CREATE DATABASE IF NOT EXISTS out_c")
+    now = int(time.time())
+    old = f"_optout_tmp_{now - (spark_engine.STALE_TABLE_HOURS + 1) * 3600:x}_0badc0de_patients"
+    young = f"_optout_tmp_{now - 3600:x}_0badc0de_episodes"
+    other = "_optout_tmp_notours"
+    for name in (old, young, other):
+        spark.createDataFrame([(1,)], "x int").write.saveAsTable(f"out_c.{name}")
+    rep = _apply(
+        extract, [], "spark", "rel_c", catalog_tables=["src_c.patients", "src_c.episodes"], out_tables="out_c"
+    )
+    assert rep.engine_details["stale_tables_dropped"] == 1
+    left = sorted(t.name for t in spark.catalog.listTables("out_c"))
+    assert left == sorted([young, other, "episodes", "patients"])

@@ -48,6 +48,7 @@ import csv
 import hashlib
 import os
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -544,6 +545,11 @@ class StagedTables:
             self.owned = False
 
 
+# Temporary output tables older than this are taken to be left by a job killed outright.
+STALE_TABLE_HOURS = 48
+_TMP_TABLE = re.compile(r"_optout_tmp_([0-9a-f]{6,12})_[0-9a-f]{8}_", re.IGNORECASE)
+
+
 def _ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
@@ -587,7 +593,9 @@ class SparkEngine(Engine):
         self.spark = session
         self.out_tables = out_tables
         self.out_table_prefix = out_table_prefix or ""
-        self._token = os.urandom(4).hex()
+        # a temporary table's name carries when it was made (seconds, hex) and a random part, so
+        # that a later run can tell one left by a job killed outright (see _sweep_stale_tables)
+        self._token = f"{int(time.time()):x}_{os.urandom(4).hex()}"
         self._staged: list[tuple[str, str]] = []
         self._handed = False
         self._tables_out: list[dict[str, Any]] = []
@@ -890,6 +898,8 @@ class SparkEngine(Engine):
             # the change check of sources the driver cannot read as files
             if not t.source.local:
                 self._identity_before[t.name] = self._change_key(t.source)
+        if self.out_tables:
+            self.details["stale_tables_dropped"] = self._sweep_stale_tables()
         allow = self._number_frame(lists.allow, "__al_n", "__al_i")
         self._allow, self._allow_broadcast = self._maybe_broadcast(allow, int(lists.allow.size))
         self.details["allow_list"] = "broadcast" if self._allow_broadcast else "shuffle join"
@@ -1136,6 +1146,27 @@ class SparkEngine(Engine):
         schema = ".".join(_ident(p.strip("`")) for p in str(self.out_tables).split("."))
         base = f"{self.out_table_prefix}{table}"
         return f"{schema}.{_ident(f'_optout_tmp_{self._token}_{base}')}", f"{schema}.{_ident(base)}"
+
+    def _sweep_stale_tables(self, now: float | None = None) -> int:
+        """Drop this schema's temporary tables made more than STALE_TABLE_HOURS ago: left by a job
+        killed outright (a job that fails drops its own). A younger one may belong to a release
+        still running elsewhere and is left alone. Returns how many were dropped."""
+        schema = ".".join(_ident(p.strip("`")) for p in str(self.out_tables).split("."))
+        try:
+            rows = self.spark.sql(f"SHOW TABLES IN {schema} LIKE '_optout_tmp_*'").collect()
+        except Exception:  # a schema that does not exist yet has nothing to sweep
+            return 0
+        cutoff = (time.time() if now is None else now) - STALE_TABLE_HOURS * 3600
+        dropped = 0
+        for r in rows:
+            name = str(r["tableName"])
+            m = _TMP_TABLE.match(name)
+            if m is None or bool(r["isTemporary"]) or int(m.group(1), 16) >= cutoff:
+                continue
+            with contextlib.suppress(Exception):
+                self.spark.sql(f"DROP TABLE IF EXISTS {schema}.{_ident(name)}")
+                dropped += 1
+        return dropped
 
     def _write_table(self, table: str, out: Any) -> int:
         """Write the kept rows as a catalog table under a temporary name (the session's default
