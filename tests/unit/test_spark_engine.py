@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.outputs import parts, read_output
+from tests.support.printed import nhs_numbers_in
 
 from optout.dat import write_dat
 from optout.errors import InputError, OptoutError
@@ -256,7 +257,7 @@ def test_the_session_is_left_running_and_cleaned(spark: Any, tmp_path: Path) -> 
 
 
 def _numbers_in(text: str) -> list[str]:
-    return [m for m in TEN.findall(text) if parse(m).ok]
+    return nhs_numbers_in(text)
 
 
 def test_plans_hold_no_number(spark: Any, tmp_path: Path) -> None:
