@@ -49,3 +49,24 @@ def test_audit_log_is_append_only_in_the_database(tmp_path: Path) -> None:
         with pytest.raises(sa.exc.DatabaseError, match="append-only"), store.begin() as conn:
             conn.execute(sa.text(statement))
     assert len(audit.entries(store)) == 1
+
+
+def test_head_revision_is_alembics_head_and_an_old_database_is_upgraded(tmp_path: Path) -> None:
+    """A database at HEAD_REVISION skips Alembic; one behind it is still upgraded."""
+    from alembic.script import ScriptDirectory
+
+    from optout import store as store_module
+
+    script = ScriptDirectory.from_config(store_module._alembic_config("sqlite://"))
+    assert script.get_current_head() == store_module.HEAD_REVISION
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    s = Store(url)
+    assert store_module.at_head(s.engine)
+    with s.begin() as conn:  # as a database made by the previous release: one revision behind
+        conn.execute(sa.text("DROP TABLE checklist_tasks"))
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0004'"))
+    assert not store_module.at_head(s.engine)
+    store_module.upgrade(s.engine)
+    assert store_module.at_head(s.engine)
+    assert "checklist_tasks" in sa.inspect(s.engine).get_table_names()
