@@ -64,7 +64,7 @@ def _fsync_dir(path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a small file atomically (temporary sibling, fsync, rename)."""
-    from optout.release.engines.duckdb import output_error
+    from optout.release.engines.base import output_error
 
     try:
         atomic.write_bytes(path, data)
@@ -138,7 +138,7 @@ class StagedRelease:
             if old is not None and not self.out.exists():
                 with contextlib.suppress(OSError):
                     os.rename(old, self.out)
-            from optout.release.engines.duckdb import output_error
+            from optout.release.engines.base import output_error
 
             raise output_error(exc, self.out) from None
         self.committed = True
@@ -217,7 +217,7 @@ def staged_release(out: Path, *, force: bool) -> Iterator[StagedRelease]:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     except OSError as exc:
-        from optout.release.engines.duckdb import output_error
+        from optout.release.engines.base import output_error
 
         raise output_error(exc, out) from None
     staged = StagedRelease(out, tmp, force)

@@ -23,7 +23,11 @@ A hypothesis test asserts they agree on random tables, lists and links.
 
 from __future__ import annotations
 
+import codecs
 import enum
+import errno
+import os
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from optout.errors import OptoutError, OutputError
 from optout.release.plan import ReleasePlan
 
-__all__ = ["PROBLEM_ROWS_SHOWN", "Engine", "Lists", "Status", "TableCounts"]
+__all__ = ["PROBLEM_ROWS_SHOWN", "Engine", "Lists", "Status", "TableCounts", "output_error", "reencode"]
 
 PROBLEM_ROWS_SHOWN = 20  # row numbers of problem rows listed per table
 
@@ -153,3 +158,51 @@ class Engine(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------- writing, shared
+
+_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def output_error(exc: BaseException, path: Path) -> OptoutError:
+    """A write failure as an OutputError (disk full, size limit, permissions)."""
+    text = str(exc)
+    err = getattr(exc, "errno", None)
+    if err in _FULL or "No space left" in text or "File too large" in text or "quota" in text.lower():
+        return OutputError(
+            f"the disk is full (or a file size limit was reached) while writing {path.name}",
+            hint="free some space or choose another --out folder; nothing was left half-written",
+        )
+    if err in (errno.EACCES, errno.EPERM, errno.EROFS) or "Permission denied" in text or "Read-only" in text:
+        return OutputError(
+            f"not allowed to write {path.name}",
+            hint="choose an --out folder your account may write to",
+        )
+    return OutputError(
+        f"could not write {path.name} ({exc.__class__.__name__})",
+        hint="check the --out folder is writable and has free space",
+    )
+
+
+def reencode(raw: Path, out_path: Path, encoding: str) -> None:
+    """An engine wrote UTF-8 to ``raw``: give ``out_path`` its source encoding (Latin-1, or UTF-8
+    with BOM), then remove ``raw``."""
+    try:
+        with raw.open("rb") as fin, out_path.open("wb") as fout:
+            if encoding == "utf-8-sig":
+                fout.write(codecs.BOM_UTF8)
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            else:
+                dec = codecs.getincrementaldecoder("utf-8")()
+                for block in iter(lambda: fin.read(1 << 20), b""):
+                    fout.write(dec.decode(block).encode(encoding))
+                fout.write(dec.decode(b"", final=True).encode(encoding))
+        os.unlink(raw)
+    except OSError as exc:
+        raise output_error(exc, out_path) from None
+    except UnicodeEncodeError:  # pragma: no cover - the values came from a file in that encoding
+        raise OutputError(
+            f"{out_path.name} could not be written back as {encoding}",
+            hint="run again with another --engine and report it",
+        ) from None

@@ -11,11 +11,7 @@ to a temporary folder inside the release's temporary folder.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import errno
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +19,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from optout.errors import OptoutError, OutputError
+from optout.errors import OptoutError
 from optout.nhs_number import Reason, sql_check_reason, sql_normalised, sql_reason
 from optout.release.engines.base import (
     KEPT_CODES,
@@ -33,6 +29,8 @@ from optout.release.engines.base import (
     ProgressFn,
     Status,
     TableCounts,
+    output_error,
+    reencode,
 )
 from optout.release.plan import Link, PlannedTable, ReleasePlan
 from optout.tables import TableSource, connect, quote_ident, quote_literal, translate_duckdb_error
@@ -40,30 +38,9 @@ from optout.tables import TableSource, connect, quote_ident, quote_literal, tran
 __all__ = ["DuckDBEngine", "output_error"]
 
 _CODECS = {"SNAPPY", "GZIP", "ZSTD", "BROTLI", "LZ4", "LZ4_RAW", "UNCOMPRESSED"}
-_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 # DuckDB's own limit. The process peaks some 0.4-0.7 GB above it (allocator, Arrow results, the
 # allow-list): 1GB keeps a 50 M-row release under 1.4 GiB, with no measurable slow-down.
 DEFAULT_MEMORY_LIMIT = "1GB"
-
-
-def output_error(exc: BaseException, path: Path) -> OptoutError:
-    """A write failure as an OutputError (disk full, size limit, permissions)."""
-    text = str(exc)
-    err = getattr(exc, "errno", None)
-    if err in _FULL or "No space left" in text or "File too large" in text or "quota" in text.lower():
-        return OutputError(
-            f"the disk is full (or a file size limit was reached) while writing {path.name}",
-            hint="free some space or choose another --out folder; nothing was left half-written",
-        )
-    if err in (errno.EACCES, errno.EPERM, errno.EROFS) or "Permission denied" in text or "Read-only" in text:
-        return OutputError(
-            f"not allowed to write {path.name}",
-            hint="choose an --out folder your account may write to",
-        )
-    return OutputError(
-        f"could not write {path.name} ({exc.__class__.__name__})",
-        hint="check the --out folder is writable and has free space",
-    )
 
 
 def _fast_candidate(expr: str, sql_type: str, chi: bool) -> str:
@@ -411,7 +388,7 @@ class DuckDBEngine(Engine):
         finally:
             self.con.unregister(mask_name)
         if src.format == "csv" and raw != out_path:
-            _reencode(raw, out_path, src.encoding or "utf-8")
+            reencode(raw, out_path, src.encoding or "utf-8")
         if int(n) != self._expected[table]:
             raise OptoutError(
                 f"internal check failed: {table} wrote {n} rows where {self._expected[table]} were expected",
@@ -457,20 +434,3 @@ def _mask(n: int, removed: np.ndarray) -> pa.BooleanArray:
     if removed.size:
         np.bitwise_and.at(packed, removed >> 3, np.invert(np.left_shift(1, removed & 7).astype(np.uint8)))
     return pa.BooleanArray.from_buffers(pa.bool_(), n, [None, pa.py_buffer(packed)])
-
-
-def _reencode(raw: Path, out_path: Path, encoding: str) -> None:
-    """DuckDB writes UTF-8: give the file back its source encoding (Latin-1, or UTF-8 with BOM)."""
-    try:
-        with raw.open("rb") as fin, out_path.open("wb") as fout:
-            if encoding == "utf-8-sig":
-                fout.write(codecs.BOM_UTF8)
-                shutil.copyfileobj(fin, fout, 1 << 20)
-            else:
-                dec = codecs.getincrementaldecoder("utf-8")()
-                for block in iter(lambda: fin.read(1 << 20), b""):
-                    fout.write(dec.decode(block).encode(encoding))
-                fout.write(dec.decode(b"", final=True).encode(encoding))
-        os.unlink(raw)
-    except OSError as exc:
-        raise output_error(exc, out_path) from None

@@ -25,7 +25,6 @@ reading error is reported as DuckDB reports it, row number included, never a val
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import os
 import sys
@@ -43,7 +42,7 @@ if "polars" not in sys.modules:
 import polars as pl
 import pyarrow as pa
 
-from optout.errors import InputError, Location, OptoutError, OutputError
+from optout.errors import InputError, Location, OptoutError
 from optout.nhs_number import Reason, parse_array
 from optout.release.engines.base import (
     PROBLEM_ROWS_SHOWN,
@@ -52,6 +51,8 @@ from optout.release.engines.base import (
     ProgressFn,
     Status,
     TableCounts,
+    output_error,
+    reencode,
 )
 from optout.release.plan import Link, PlannedTable, ReleasePlan
 from optout.tables import TableSource
@@ -761,14 +762,10 @@ class PolarsEngine(Engine):
             else:
                 self._write_csv(src, lf, out_path)
         except OSError as exc:
-            from optout.release.engines.duckdb import output_error
-
             raise output_error(exc, out_path) from None
         except pl.exceptions.PolarsError as exc:
             text = str(exc)
             if "No space" in text or "Permission denied" in text or "File too large" in text:
-                from optout.release.engines.duckdb import output_error
-
                 raise output_error(OSError(text), out_path) from None
             raise self._reading_error(src, exc) from None
         n = self._rows_written(src, out_path, info)
@@ -864,7 +861,7 @@ class PolarsEngine(Engine):
             check_extension=False,
         )
         if raw != out_path:
-            _reencode(raw, out_path, enc)
+            reencode(raw, out_path, enc)
 
 
 def _parquet_columns(f: Any) -> list[tuple[Any, ...]]:
@@ -887,23 +884,3 @@ def _parquet_columns(f: Any) -> list[tuple[Any, ...]]:
             )
         )
     return out
-
-
-def _reencode(raw: Path, out_path: Path, encoding: str) -> None:
-    """Polars writes UTF-8: give the file back its source encoding (Latin-1)."""
-    try:
-        with raw.open("rb") as fin, out_path.open("wb") as fout:
-            dec = codecs.getincrementaldecoder("utf-8")()
-            for block in iter(lambda: fin.read(1 << 20), b""):
-                fout.write(dec.decode(block).encode(encoding))
-            fout.write(dec.decode(b"", final=True).encode(encoding))
-        os.unlink(raw)
-    except OSError as exc:
-        from optout.release.engines.duckdb import output_error
-
-        raise output_error(exc, out_path) from None
-    except UnicodeEncodeError:  # pragma: no cover - the values came from a Latin-1 file
-        raise OutputError(
-            f"{out_path.name} could not be written back as {encoding}",
-            hint="run again with --engine duckdb and report it",
-        ) from None
