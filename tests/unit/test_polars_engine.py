@@ -11,6 +11,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from optout import synth
 from optout.release import apply_opt_outs
@@ -63,3 +65,37 @@ def test_sliced_classification_agrees_with_reference(
     assert results["polars"][1] == results["reference"][1]
     kept = {t["name"]: t["rows_out"] for t in results["polars"][0]}
     assert 0 < kept["episodes"] < 3000
+
+
+def _python_canonical(text: str | None) -> int | None:
+    """The rule the engine's text keys follow: an integer exactly as ``str(int)`` writes it."""
+    if text is None:
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        return None
+    return n if str(n) == text and -(2**63) <= n < 2**63 else None
+
+
+CANONICAL_CASES = [
+    "0", "7", "-7", "10", "9223372036854775807",  # canonical
+    "07", "00", "-0", "-07", "+7", " 7", "7 ", "\t7", "7.0", "1_000", "1e3", "٣", "", "-", "+",
+    "9223372036854775808",  # not canonical, or not an Int64
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", CANONICAL_CASES)
+def test_canonical_text_keys(text: str) -> None:
+    import polars as pl
+
+    got = pl.DataFrame({"k": [text]}, schema={"k": pl.String}).select(polars_engine._canonical(pl.col("k")))
+    assert got.item() == _python_canonical(text)
+
+
+@given(st.text(alphabet="0123456789+- \t_.e٣", max_size=6) | st.integers(-(2**63), 2**63 - 1).map(str))
+def test_canonical_text_keys_property(text: str) -> None:
+    import polars as pl
+
+    got = pl.DataFrame({"k": [text]}, schema={"k": pl.String}).select(polars_engine._canonical(pl.col("k")))
+    assert got.item() == _python_canonical(text)

@@ -111,6 +111,18 @@ def _text_keys(s: pl.Series) -> pl.Series:
     return out.replace("", None)
 
 
+def _canonical(text_key: pl.Expr) -> pl.Expr:
+    """A text key as Int64 when it is an integer written as ``str(int)`` writes it (no sign but
+    '-', no leading zeros or spaces), else null. Two such keys are equal as text exactly when they
+    are equal as numbers."""
+    # Polars casts text of the form [+-]?[0-9]+ (and nothing else: no spaces, no other digits)
+    # to an integer; of those, str(int) writes no '+', and no leading zero unless the key is 0
+    # (so neither '-0'). Cheaper than writing each number back (a test holds it to that).
+    n = text_key.cast(pl.Int64, strict=False)
+    odd = text_key.str.starts_with("+") | text_key.str.starts_with("-0") | text_key.str.starts_with("0")
+    return pl.when(odd.not_() | (text_key == "0")).then(n)
+
+
 def _give_back_memory() -> None:
     """Return the C heap's free pages to the system (glibc keeps them; Polars' own allocator
     cannot reuse them for the write that follows). A no-op elsewhere."""
@@ -148,7 +160,6 @@ def _distinct(parts: list[pl.Series]) -> int:
 
 # --------------------------------------------------------------------------- link key summaries
 
-_PENDING = 255  # a row whose number was not on the list as read: settled after the pass
 SLICE_ROWS = 10_000_000  # rows classified in one pass (Parquet): ~0.4 GB of key columns at most
 _KEPT_CODES = [int(s) for s in Status if s.kept]
 
@@ -161,7 +172,7 @@ class _DenseKeys:
 
     first: int
     rows: int
-    bad: np.ndarray  # sorted keys of the rows that are not kept
+    bad: np.ndarray  # keys of the rows that are not kept (repeats allowed)
 
     def exprs(self, key: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr | None]:
         """(has a parent row, a parent row is not kept, the parent's person) for a child key."""
@@ -371,6 +382,8 @@ class PolarsEngine(Engine):
                 both = both.select(
                     pl.col("n").sum(), pl.col("nulls").sum(), pl.col("lo").min(), pl.col("hi").max()
                 )
+            elif name.startswith("sum:"):
+                both = both.sum()
             got[name] = both
         return got
 
@@ -416,7 +429,11 @@ class PolarsEngine(Engine):
     def _key_kind(self, plan: ReleasePlan, link: Link) -> str:
         child = self._schema(plan.table(link.child).source)[link.child_column]
         parent = self._schema(plan.table(link.parent).source)[link.parent_column]
-        return "int" if _is_int(child) and _is_int(parent) else "text"
+        if _is_int(child) and _is_int(parent):
+            return "int"
+        # text on both sides (every CSV): compared as text, but summarised as integers when every
+        # parent key is an integer written the one way Python writes it (``_canonical``)
+        return "digits" if child == pl.String and parent == pl.String else "text"
 
     def _key_expr(self, src: TableSource, column: str, kind: str) -> pl.Expr:
         """A link key as the reference engine compares it: integers as numbers, else as text."""
@@ -450,7 +467,7 @@ class PolarsEngine(Engine):
         row for children of its own."""
         child = plan.table(link.child)
         return (
-            kind == "int"
+            kind in ("int", "digits")
             and t.nhs_column is not None
             and (child.nhs_column is not None or not child.children)
         )
@@ -477,6 +494,10 @@ class PolarsEngine(Engine):
             parent = self._keys[(t.link.parent, t.link.parent_column)]
             kind = self._key_kind(plan, t.link)
             key = self._key_expr(src, t.link.child_column, kind)
+            if kind == "digits" and isinstance(parent, _DenseKeys):
+                # the parent's keys are all canonical integers: a child key equals one as text
+                # exactly when it is canonical too and equal as a number (else: no parent)
+                key = _canonical(key)
             present, bad, parent_person = parent.exprs(key)
             cols |= {"__present": present, "__bad": bad}
             if nhs is None:
@@ -501,6 +522,14 @@ class PolarsEngine(Engine):
             }
             if nhs is not None:  # without a number of its own, an orphan has nobody behind it
                 groups[int(Status.REMOVED_ORPHAN)] = c_on & c_present.not_()
+        # rows per status as they stand (the pending rows are added once settled), and the verdict
+        # per row, as a Boolean column (a bit per row): no per-row status array is built
+        if t.link is None:
+            tally = {int(Status.KEPT if nhs is not None else Status.KEPT_WITH_PARENT): c_on}
+            keep_now = c_on
+        else:
+            tally = {**groups, int(Status.REMOVED_ORPHAN): c_on & c_present.not_()}
+            keep_now = groups[int(kept_code)]
         child_keys = {}
         for ch in t.children:
             kind = self._key_kind(plan, ch)
@@ -509,8 +538,27 @@ class PolarsEngine(Engine):
         not_kept = (c_present.not_() | c_bad) if t.link is not None else pl.lit(False)
         last = src.columns[-1] if src.format == "csv" else None
 
+        def key_summary(b: pl.LazyFrame, k: pl.Expr) -> pl.LazyFrame:
+            """Per key: all its rows kept as they stand, and the least and greatest person (the
+            pending rows are added once settled)."""
+            return (
+                b.filter(c_on & k.is_not_null())
+                .group_by(k.alias("k"))
+                .agg(
+                    not_kept.not_().all().alias("kept"),
+                    pl.col("__p").min().alias("pmin"),
+                    pl.col("__p").max().alias("pmax"),
+                )
+            )
+
         def queries_of(b: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
-            queries: dict[str, pl.LazyFrame] = {"flags": b.select(list(cols))}
+            queries: dict[str, pl.LazyFrame] = {
+                "keep": b.select(keep_now.alias("__keep")),
+                "sum:tally": b.select(
+                    pl.len().cast(pl.Int64).alias("rows"),
+                    *[where.sum().cast(pl.Int64).alias(str(code)) for code, where in tally.items()],
+                ),
+            }
             for group, where in groups.items():
                 rows_of = b.filter(where)
                 if dense_parent:  # the parent rows behind them: their people are read from the parent
@@ -531,15 +579,19 @@ class PolarsEngine(Engine):
                 pend_cols += [k.alias(f"__ck_{c}") for c, (_, k) in child_keys.items()]
                 queries["pend"] = b.filter(c_on.not_()).select(pend_cols)
             for c, (kind, k) in child_keys.items():
-                if self._dense_ok(plan, t, next(ch for ch in t.children if ch.parent_column == c), kind):
-                    queries[f"dense:{c}"] = b.select(
-                        pl.len().alias("n"),
-                        k.null_count().alias("nulls"),
-                        (k - pl.col("__rn").cast(pl.Int64)).min().alias("lo"),
-                        (k - pl.col("__rn").cast(pl.Int64)).max().alias("hi"),
-                    )
-                    if t.link is not None:  # the rows not kept as they stand (pending rows: after)
-                        queries[f"bad:{c}"] = b.filter(c_on & not_kept).select(k.alias("k"))
+                if not self._dense_ok(plan, t, next(ch for ch in t.children if ch.parent_column == c), kind):
+                    # one entry per key, in the same pass (slices are merged by _key_table)
+                    queries[f"keys:{c}"] = key_summary(b, k)
+                    continue
+                ki = _canonical(k) if kind == "digits" else k
+                queries[f"dense:{c}"] = b.select(
+                    pl.len().alias("n"),
+                    ki.null_count().alias("nulls"),  # and text keys that are not canonical integers
+                    (ki - pl.col("__rn").cast(pl.Int64)).min().alias("lo"),
+                    (ki - pl.col("__rn").cast(pl.Int64)).max().alias("hi"),
+                )
+                if t.link is not None:  # the rows not kept as they stand (pending rows: after)
+                    queries[f"bad:{c}"] = b.filter(c_on & not_kept).select(ki.alias("k"))
             if last is not None:
                 queries["nulls_in_last"] = b.select(pl.col(last).null_count().alias("n"))
             return queries
@@ -548,21 +600,11 @@ class PolarsEngine(Engine):
         # slice bounds memory whatever the table's length.
         got = self._collect_sliced(queries_of, based, lf, src)
 
-        flags = got["flags"]
-        rows_in = flags.height
-        on_np = flags["__on"].to_numpy()
-        if nhs is not None:
-            status = np.where(on_np, np.uint8(Status.KEPT), np.uint8(_PENDING))
-        else:
-            status = np.full(rows_in, Status.KEPT_WITH_PARENT, dtype=np.uint8)
-        if t.link is not None:
-            present_np = flags["__present"].to_numpy()
-            bad_np = flags["__bad"].to_numpy()
-            kept_now = status < 10
-            status[kept_now & ~present_np] = Status.REMOVED_ORPHAN
-            status[kept_now & present_np & bad_np] = Status.REMOVED_WITH_PARENT
-            del present_np, bad_np, kept_now
-        del flags, on_np
+        tallied = got["sum:tally"].row(0, named=True)
+        rows_in = int(tallied["rows"])
+        by_code = np.zeros(256, dtype=np.int64)
+        for code in tally:
+            by_code[code] += int(tallied[str(code)] or 0)
         if rows_in == 0:
             raise InputError(
                 f"{src.path.name} has no rows",
@@ -574,6 +616,7 @@ class PolarsEngine(Engine):
             err = self._duckdb_error(src)
             if err is not None:
                 raise err
+        keep_s = got["keep"].to_series().rename("__keep")
         counts = TableCounts(rows_in=rows_in)
         people: dict[int, list[pl.Series]] = {}
         for name, df in got.items():
@@ -588,12 +631,15 @@ class PolarsEngine(Engine):
             pend = pend.sort("__rn")
             pend_rows = pend["__rn"].cast(pl.Int64).to_numpy()
             pend_status, pend_persons = self._settle(t, plan, pend, counts)
-            status[pend_rows] = pend_status
-            for code in np.unique(pend_status):
+            settled = np.bincount(pend_status, minlength=256)
+            by_code += settled
+            kept_late = pend_rows[pend_status < 10]
+            if kept_late.size:  # e.g. a number spelt with spaces, traced or released under a reason
+                keep_s = keep_s.scatter(kept_late, True)
+            for code in np.flatnonzero(settled):
                 ps = pend_persons[(pend_status == code) & (pend_persons >= 0)]
                 if ps.size:
                     people.setdefault(int(code), []).append(pl.Series(ps, dtype=pl.Int64))
-        by_code = np.bincount(status, minlength=256)
         if dense_parent:
             assert t.link is not None
             refs_of = {
@@ -611,8 +657,7 @@ class PolarsEngine(Engine):
                 counts.people_kept += counts.by_status[st_][1]
             else:
                 counts.people_removed += counts.by_status[st_][1]
-        keep = status < 10
-        counts.rows_out = int(keep.sum())
+        counts.rows_out = int(sum(int(by_code[int(s_)]) for s_ in Status if s_.kept))
         # the summaries the children are checked against
         for ch in t.children:
             c = ch.parent_column
@@ -626,19 +671,12 @@ class PolarsEngine(Engine):
                 if pend_keys is not None:
                     bad_keys.append(pend_keys.cast(pl.Int64).to_numpy()[pend_status >= 10])
                 self._keys[(t.name, c)] = _DenseKeys(
-                    first=int(dense["lo"][0]), rows=rows_in, bad=np.unique(np.concatenate(bad_keys))
+                    first=int(dense["lo"][0]), rows=rows_in, bad=np.concatenate(bad_keys)
                 )
                 continue
-            parts = [
-                base.filter(c_on & k.is_not_null())  # the pending rows: below, as settled
-                .group_by(k.alias("k"))
-                .agg(
-                    not_kept.not_().all().alias("kept"),
-                    pl.col("__p").min().alias("pmin"),
-                    pl.col("__p").max().alias("pmax"),
-                )
-            ]
-            (done,) = self._collect(parts, src)
+            done = got.get(f"keys:{c}")
+            if done is None:  # integer keys that were not dense after all: a pass of their own
+                (done,) = self._collect([key_summary(base, k)], src)
             frames = [done]
             if pend_keys is not None:
                 p = pl.Series(pend_persons, dtype=pl.Int64)
@@ -653,7 +691,7 @@ class PolarsEngine(Engine):
                 )
             self._keys[(t.name, c)] = _key_table(frames, kind)
         self._tables[t.name] = _Table(
-            keep=pl.Series("__keep", keep, dtype=pl.Boolean),
+            keep=keep_s,
             rows_out=counts.rows_out,
             cand=cand,
             override_rows=pend_rows,
@@ -712,34 +750,34 @@ class PolarsEngine(Engine):
         return status, person
 
     def _people_of_rows(self, parent_name: str, refs: dict[int, np.ndarray]) -> dict[int, int]:
-        """Distinct people behind the given rows of a parent (per status): its numbers read again,
-        row for row beside a mask (no join); the rows settled apart give their own person."""
+        """Distinct people behind the given rows of a parent (per status): its numbers read again
+        in one pass, row for row beside a column of flags (a bit per status; no join); the rows
+        settled apart give their own person."""
         assert self._plan is not None
         info = self._tables[parent_name]
         src = self._plan.table(parent_name).source
         n = info.keep.len()
         orow, opers = info.override_rows, info.override_persons
-        queries, codes, extra = [], [], {}
+        bits = {code: np.uint8(1 << i) for i, code in enumerate(refs)}  # at most 8 statuses
+        flags = np.zeros(n, dtype=np.uint8)
         for code, rows in refs.items():
-            mask = np.zeros(n, dtype=bool)
-            mask[rows] = True
-            extra[code] = opers[mask[orow] & (opers >= 0)] if orow.size else np.empty(0, dtype=np.int64)
-            mask[orow] = False  # their person is the settled one, not the number as read
-            if info.cand is None:
-                continue
-            marked = pl.DataFrame({"__m": mask})  # a bit per row
-            del mask
-            lf = pl.concat([self._scan(src).select(info.cand.alias("p")), marked.lazy()], how="horizontal")
-            queries.append(lf.filter(pl.col("__m")).select(pl.col("p").drop_nulls().unique()))
-            codes.append(code)
-        # one pass each: two consumers of one scan would hold what they share
-        found = {code: self._collect([q], src)[0] for code, q in zip(codes, queries, strict=True)}
+            flags[rows] |= bits[code]
+        extra = {}
+        for code in refs:
+            hit = (flags[orow] & bits[code]) != 0 if orow.size else np.zeros(0, dtype=bool)
+            extra[code] = opers[hit & (opers >= 0)]
+        flags[orow] = 0  # their person is the settled one, not the number as read
+        found = pl.DataFrame({"f": pl.Series([], dtype=pl.UInt8), "p": pl.Series([], dtype=pl.Int64)})
+        if info.cand is not None and flags.any():
+            marked = pl.DataFrame({"__f": flags}).lazy()
+            del flags
+            lf = pl.concat([self._scan(src).select(info.cand.alias("p")), marked], how="horizontal")
+            pairs = lf.filter(pl.col("__f") > 0).select(pl.col("__f").alias("f"), "p").drop_nulls().unique()
+            (found,) = self._collect([pairs], src)
         out = {}
         for code in refs:
-            parts = [pl.Series(extra[code], dtype=pl.Int64)]
-            if code in found:
-                parts.append(found[code]["p"].cast(pl.Int64))
-            out[code] = _distinct(parts)
+            mine = found.filter((pl.col("f") & int(bits[code])) > 0)["p"].cast(pl.Int64)
+            out[code] = _distinct([pl.Series(extra[code], dtype=pl.Int64), mine])
         return out
 
     # ------------------------------------------------------------------ writing
