@@ -1,5 +1,5 @@
 """``python -m optout`` runs the command line."""
 
-from optout.cli import main
+from optout.cli import run
 
-main()
+run()

@@ -23,11 +23,11 @@ import dataclasses
 import io
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from optout import atomic
@@ -111,7 +111,8 @@ class TableSource:
     path: Path
     format: str  # "csv" | "parquet"
     columns: list[str]
-    types: dict[str, str] = field(default_factory=dict)  # DuckDB type per column
+    # DuckDB type per column: CSV all text; Parquet read from the file on first use (sql_types)
+    types: dict[str, str] = field(default_factory=dict)
     encoding: str | None = None  # csv: "utf-8" | "utf-8-sig" | "latin-1"
     delimiter: str | None = None
     quote: str | None = None
@@ -124,6 +125,22 @@ class TableSource:
     kind: str = "file"
     parts: list[Path] = field(default_factory=list)  # folder: its part files, in name order
     location: str | None = None
+
+    def sql_types(self) -> dict[str, str]:
+        """DuckDB's type for each column (Parquet: described once, by DuckDB, on first use; only
+        the DuckDB engine needs them, so the others never load DuckDB to open a table)."""
+        if not self.types and self.format == "parquet" and self.local:
+            import duckdb
+
+            con = duckdb.connect(":memory:")
+            try:
+                rel = con.execute(f"DESCRIBE SELECT * FROM {self.scan_sql()}").fetchall()
+            except duckdb.Error as exc:
+                raise translate_duckdb_error(exc, self.path) from None
+            finally:
+                con.close()
+            self.types = {r[0]: r[1] for r in rel}
+        return self.types
 
     @property
     def local(self) -> bool:
@@ -181,6 +198,8 @@ def connect(*, memory_limit: str | None = None, temp_dir: str | Path | None = No
     (:func:`optout.atomic.spill_dir`), never DuckDB's default ``.tmp`` in the working directory
     (made with the umask's mode, and left there by a crash).
     """
+    import duckdb
+
     if temp_dir is None:
         temp_dir = atomic.spill_dir()
     con = duckdb.connect(":memory:")
@@ -363,20 +382,11 @@ def _open_parquet(path: Path, size: int, *, allow_empty: bool = False) -> TableS
     codec = None
     if meta.num_row_groups and meta.num_columns:
         codec = meta.row_group(0).column(0).compression
-    con = duckdb.connect(":memory:")
-    try:
-        rel = con.execute(f"DESCRIBE SELECT * FROM read_parquet({quote_literal(path)})").fetchall()
-    except duckdb.Error as exc:
-        raise translate_duckdb_error(exc, path) from None
-    finally:
-        con.close()
-    types = {r[0]: r[1] for r in rel}
     return TableSource(
         name=path.stem,
         path=path,
         format="parquet",
         columns=columns,
-        types=types,
         size=size,
         num_rows=meta.num_rows,
         compression=(codec or "SNAPPY").upper(),
@@ -565,7 +575,9 @@ def translate_duckdb_error(exc: BaseException, path: str | Path, *, column: str 
             where=Location(file=path),
             hint="export it again; if it is really CSV, give it a .csv name",
         )
-    if isinstance(exc, duckdb.IOException) or "No such file" in text or "Permission denied" in text:
+    duckdb = sys.modules.get("duckdb")  # a DuckDB error means DuckDB is loaded
+    io_error = duckdb is not None and isinstance(exc, duckdb.IOException)
+    if io_error or "No such file" in text or "Permission denied" in text:
         return InputError(
             f"cannot read {path.name}",
             where=Location(file=path),
@@ -592,6 +604,8 @@ def read_column(source: TableSource, column: str) -> pa.ChunkedArray:
             where=Location(file=source.path, column=column),
             hint=f"choose one of: {', '.join(source.columns)}",
         )
+    import duckdb
+
     con = connect()
     try:
         tbl = con.sql(f"SELECT {quote_ident(column)} FROM {source.scan_sql()}").to_arrow_table()
@@ -611,6 +625,8 @@ def read_table(source: TableSource) -> pa.Table:
             return pq.read_table(source.path)
         except (pa.ArrowException, OSError) as exc:
             raise translate_duckdb_error(exc, source.path) from None
+    import duckdb
+
     con = connect()
     try:
         return con.sql(f"SELECT * FROM {source.scan_sql()}").to_arrow_table()

@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from optout.policy import CANNOT_DECIDE, COMPLIANCE, Decision, Flow, assess, load_flow
-from optout.policy.bodies import long_date
-from optout.policy.rules import exemption as rule_by_id
+if TYPE_CHECKING:  # the policy engine and rich load when a command needs them, not at start-up
+    from rich.console import Console
+
+    from optout.policy import Decision, Flow
 
 EXIT_CANNOT_DECIDE = 10
 
@@ -50,6 +50,12 @@ def summary(flow: Flow) -> str:
 
 def render(decision: Decision, console: Console, flow: Flow | None = None) -> None:
     """Print a decision for a person: the answer, how to comply, the reasons with their clauses."""
+    from rich.markup import escape
+
+    from optout.policy import COMPLIANCE
+    from optout.policy.bodies import long_date
+    from optout.policy.rules import exemption as rule_by_id
+
     style, headline = _OUTCOME_STYLE[decision.outcome]
     console.print(f"[bold]{escape(decision.flow or 'flow')}[/bold]")
     console.print(f"[{style}]{headline}[/{style}]")
@@ -106,6 +112,10 @@ def assess_command(
     clause in the policy texts, the exemption that lifts it (if any) and how the flow complies.
     Exit 0 for a decision, 3 for an invalid flow file, 10 when facts are missing (cannot decide).
     """
+    from rich.console import Console
+
+    from optout.policy import CANNOT_DECIDE, assess, load_flow
+
     flow = load_flow(flow_file)
     decision = assess(flow)
     if as_json:

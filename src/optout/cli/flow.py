@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 flow_app = typer.Typer(
     name="flow",
@@ -240,6 +239,8 @@ def show_cmd(
     else:
         typer.echo(f"  cannot assess the stored facts today: {problem}")
     typer.echo("facts:")
+    import yaml
+
     typer.echo(
         "  " + yaml.safe_dump(rec.facts, sort_keys=False, allow_unicode=True).rstrip().replace("\n", "\n  ")
     )

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 
 from optout.errors import InputError, Location, UsageError
@@ -41,6 +40,8 @@ def _dat_values(path: Path) -> list[str | None]:
 
 def check_file(path: Path, *, column: str | None = None, chi: bool = False) -> dict[str, Any]:
     """The summary ``optout nhs-number check`` prints (counts and row numbers only)."""
+    import numpy as np
+
     from optout.nhs_number import Range, Reason, parse_array, range_codes
     from optout.release.plan import detect_nhs_column
     from optout.tables import open_table, read_column

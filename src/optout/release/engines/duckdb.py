@@ -78,8 +78,8 @@ def _link_key_expr(column: str, plan: ReleasePlan, link: Link) -> str:
     Two integers are equal exactly when their decimal texts are, so comparing them as numbers
     keeps the text rule while hashing and grouping far faster (and never yields '')."""
     types = (
-        plan.table(link.child).source.types.get(link.child_column, "VARCHAR").upper(),
-        plan.table(link.parent).source.types.get(link.parent_column, "VARCHAR").upper(),
+        plan.table(link.child).source.sql_types().get(link.child_column, "VARCHAR").upper(),
+        plan.table(link.parent).source.sql_types().get(link.parent_column, "VARCHAR").upper(),
     )
     if all(ty in _INT_KEY_TYPES for ty in types):
         return f"CAST({quote_ident(column)} AS BIGINT)"
@@ -113,7 +113,7 @@ class DuckDBEngine(Engine):
         scan, rn = self._scan(src)
         cols = [f"{rn} AS __rn"]
         if t.nhs_column is not None:
-            ty = src.types.get(t.nhs_column, "VARCHAR")
+            ty = src.sql_types().get(t.nhs_column, "VARCHAR")
             c = quote_ident(t.nhs_column)
             cols.append(f"{c} AS __raw")
             cols.append(f"{_fast_candidate(c, ty, t.chi)} AS __fast")
@@ -151,7 +151,7 @@ class DuckDBEngine(Engine):
                 "SELECT f.*, 0 AS __reason, CAST(NULL AS BIGINT) AS __norm, false AS __on_list, "
                 f"CAST(NULL AS BIGINT) AS __pidx FROM ({inner}) f"
             )
-        if t.nhs_column is not None and not _fast_is_exact(src.types.get(t.nhs_column, "VARCHAR")):
+        if t.nhs_column is not None and not _fast_is_exact(src.sql_types().get(t.nhs_column, "VARCHAR")):
             # other spellings (spaces, hyphens, Excel notation) missed the fast path: look the
             # fully normalised number up too, for those rows only
             base = (
@@ -227,7 +227,7 @@ class DuckDBEngine(Engine):
     def _register_trace(self, plan: ReleasePlan) -> None:
         assert plan.trace is not None
         tr = plan.trace
-        ty = tr.source.types.get(tr.nhs_column, "VARCHAR")
+        ty = tr.source.sql_types().get(tr.nhs_column, "VARCHAR")
         c = quote_ident(tr.nhs_column)
         sql = (
             "CREATE OR REPLACE TEMP TABLE __trace AS "
