@@ -48,7 +48,13 @@ def profiled_apply(ctx: Context, engine: str | None) -> dict[str, Any]:
     main = threading.main_thread()
 
     def hashing(path: Path) -> str:
-        step = "hash outputs" if threading.current_thread() is main else "hash inputs (beside the engine)"
+        name = threading.current_thread().name
+        if name.startswith("optout-sha256-out"):
+            step = "hash outputs (beside the next write)"
+        elif threading.current_thread() is main:
+            step = "hash outputs"
+        else:
+            step = "hash inputs (beside the engine)"
         t0 = time.perf_counter()
         try:
             return manifest.sha256_file(path)

@@ -353,6 +353,9 @@ def apply_opt_outs(
                 if refusal is not None:
                     raise refusal
                 files: list[tuple[Any, Path, int]] = []
+                # each output is hashed on a thread while the next table is written
+                out_hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-sha256-out")
+                out_sha: dict[Path, Any] = {}
                 for t in plan.tables:
                     if progress:
                         progress(t.name, "writing")
@@ -361,7 +364,10 @@ def apply_opt_outs(
                     )
                     rows = eng.write(t.name, target)
                     # one file, or (spark) each part of the folder it wrote
-                    files.extend((t, part, n) for part, n in eng.outputs(t.name, target, rows))
+                    for part, n in eng.outputs(t.name, target, rows):
+                        files.append((t, part, n))
+                        out_sha[part] = out_hasher.submit(sha256_file, part)
+                out_hasher.shutdown(wait=False)
                 # URIs and catalog tables: checked unchanged, identified (version, listing, hash)
                 identity = {t.name: eng.input_identity(t.source) for t in plan.tables if not t.source.local}
                 tables_out = eng.tables_written()
@@ -393,6 +399,7 @@ def apply_opt_outs(
                 t_now,
                 staged.tmp,
                 tables_out,
+                {part: f.result() for part, f in out_sha.items()},
             )
             data = manifest_bytes(manifest)
             report.manifest_sha256 = hashlib.sha256(data).hexdigest()
@@ -453,7 +460,10 @@ def _manifest(
     now: datetime,
     root: Path | None = None,
     tables_out: Sequence[dict[str, Any]] = (),
+    output_sha: Mapping[Path, str] | None = None,
 ) -> dict[str, Any]:
+    """The release's manifest (release.json). ``output_sha``: outputs already hashed."""
+    output_sha = output_sha or {}
     external = report.report_for == "external"
     under_reason = {
         name for name, c in counts.items() if c.by_status.get(Status.KEPT_UNDER_REASON, [0])[0] > 0
@@ -506,7 +516,7 @@ def _manifest(
                 "path": target.relative_to(root).as_posix() if root else target.name,
                 "table": t.name,
                 "format": t.source.format,
-                "sha256": sha256_file(target),
+                "sha256": output_sha.get(target) or sha256_file(target),
                 "rows": rows,
                 "opt_out_upheld": t.name not in under_reason,
                 **({"basis": plan.release_reason} if t.name in under_reason else {}),
