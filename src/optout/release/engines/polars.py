@@ -363,18 +363,24 @@ class PolarsEngine(Engine):
         based: Any,
         scan: pl.LazyFrame,
         src: TableSource,
+        take: Any = None,
     ) -> dict[str, pl.DataFrame]:
         """``queries_of(based(scan))`` collected in slices of ``SLICE_ROWS`` rows (Parquet; a CSV
-        file is read once: a slice of it would be parsed from the top), results put together."""
+        file is read once: a slice of it would be parsed from the top), results put together.
+
+        ``take(name, frame)``: offered each slice's result first; True when it used it up (so a
+        large per-row result need not be held whole)."""
         rows = src.num_rows if src.format == "parquet" else None
         if rows is None or rows <= SLICE_ROWS:
             qs = queries_of(based(scan))
-            return dict(zip(qs, self._collect(list(qs.values()), src), strict=True))
+            got = dict(zip(qs, self._collect(list(qs.values()), src), strict=True))
+            return {name: df for name, df in got.items() if take is None or not take(name, df)}
         parts: dict[str, list[pl.DataFrame]] = {}
         for offset in range(0, rows, SLICE_ROWS):
             qs = queries_of(based(scan.slice(offset, SLICE_ROWS)))
             for name, df in zip(qs, self._collect(list(qs.values()), src), strict=True):
-                parts.setdefault(name, []).append(df)
+                if take is None or not take(name, df):
+                    parts.setdefault(name, []).append(df)
         got = {}
         for name, frames in parts.items():
             both = pl.concat(frames)
@@ -563,7 +569,7 @@ class PolarsEngine(Engine):
                 rows_of = b.filter(where)
                 if dense_parent:  # the parent rows behind them: their people are read from the parent
                     assert key is not None and isinstance(parent, _DenseKeys)
-                    queries[f"refs:{group}"] = rows_of.select((key - parent.first).cast(pl.UInt32).unique())
+                    queries[f"refs:{group}"] = rows_of.select((key - parent.first).cast(pl.UInt32))
                 else:
                     queries[f"people:{group}"] = rows_of.select(pl.col("__p").drop_nulls().unique())
             if nhs is not None:
@@ -598,7 +604,23 @@ class PolarsEngine(Engine):
 
         # In slices of rows (Parquet): a pass with several consumers holds what they share, so a
         # slice bounds memory whatever the table's length.
-        got = self._collect_sliced(queries_of, based, lf, src)
+        # dense parent: the parent rows behind each status, a bit per status in a byte per parent
+        # row, set slice by slice (the child's row references are not held)
+        refs_bit: dict[int, np.uint8] = {}
+        refs_flags: np.ndarray | None = None
+        if dense_parent:
+            assert isinstance(parent, _DenseKeys)
+            refs_bit = {code: np.uint8(1 << i) for i, code in enumerate(groups)}  # at most 8
+            refs_flags = np.zeros(parent.rows, dtype=np.uint8)
+
+        def take(name: str, df: pl.DataFrame) -> bool:
+            if not name.startswith("refs:"):
+                return False
+            assert refs_flags is not None
+            refs_flags[df.to_series().to_numpy()] |= refs_bit[int(name.split(":")[1])]
+            return True
+
+        got = self._collect_sliced(queries_of, based, lf, src, take)
 
         tallied = got["sum:tally"].row(0, named=True)
         rows_in = int(tallied["rows"])
@@ -642,12 +664,9 @@ class PolarsEngine(Engine):
                     people.setdefault(int(code), []).append(pl.Series(ps, dtype=pl.Int64))
         if dense_parent:
             assert t.link is not None
-            refs_of = {
-                int(name.split(":")[1]): df.to_series().to_numpy()  # UInt32 row numbers
-                for name, df in got.items()
-                if name.startswith("refs:")
-            }
-            n_people = self._people_of_rows(t.link.parent, refs_of)
+            assert refs_flags is not None
+            n_people = self._people_of_rows(t.link.parent, refs_flags, refs_bit)
+            del refs_flags
         else:
             n_people = {code: _distinct(parts) for code, parts in people.items()}
         for code in np.flatnonzero(by_code):
@@ -749,34 +768,31 @@ class PolarsEngine(Engine):
             status[kept_own & present & parent_bad] = Status.REMOVED_WITH_PARENT
         return status, person
 
-    def _people_of_rows(self, parent_name: str, refs: dict[int, np.ndarray]) -> dict[int, int]:
-        """Distinct people behind the given rows of a parent (per status): its numbers read again
-        in one pass, row for row beside a column of flags (a bit per status; no join); the rows
+    def _people_of_rows(
+        self, parent_name: str, flags: np.ndarray, bits: dict[int, np.uint8]
+    ) -> dict[int, int]:
+        """Distinct people behind the flagged rows of a parent, per status (``flags``: a byte per
+        parent row, ``bits[status]`` set where a child row of that status refers to it): the
+        parent's numbers read again in one pass, row for row beside the flags (no join); the rows
         settled apart give their own person."""
         assert self._plan is not None
         info = self._tables[parent_name]
         src = self._plan.table(parent_name).source
-        n = info.keep.len()
         orow, opers = info.override_rows, info.override_persons
-        bits = {code: np.uint8(1 << i) for i, code in enumerate(refs)}  # at most 8 statuses
-        flags = np.zeros(n, dtype=np.uint8)
-        for code, rows in refs.items():
-            flags[rows] |= bits[code]
         extra = {}
-        for code in refs:
-            hit = (flags[orow] & bits[code]) != 0 if orow.size else np.zeros(0, dtype=bool)
+        for code, bit in bits.items():
+            hit = (flags[orow] & bit) != 0 if orow.size else np.zeros(0, dtype=bool)
             extra[code] = opers[hit & (opers >= 0)]
         flags[orow] = 0  # their person is the settled one, not the number as read
         found = pl.DataFrame({"f": pl.Series([], dtype=pl.UInt8), "p": pl.Series([], dtype=pl.Int64)})
         if info.cand is not None and flags.any():
             marked = pl.DataFrame({"__f": flags}).lazy()
-            del flags
             lf = pl.concat([self._scan(src).select(info.cand.alias("p")), marked], how="horizontal")
             pairs = lf.filter(pl.col("__f") > 0).select(pl.col("__f").alias("f"), "p").drop_nulls().unique()
             (found,) = self._collect([pairs], src)
         out = {}
-        for code in refs:
-            mine = found.filter((pl.col("f") & int(bits[code])) > 0)["p"].cast(pl.Int64)
+        for code, bit in bits.items():
+            mine = found.filter((pl.col("f") & int(bit)) > 0)["p"].cast(pl.Int64)
             out[code] = _distinct([pl.Series(extra[code], dtype=pl.Int64), mine])
         return out
 
