@@ -34,7 +34,14 @@ from optout import atomic
 from optout.check.cleaned_list import AllowList, parse_checked_at, read_cleaned_list
 from optout.dat import read_number_file
 from optout.errors import InputError, Location, NotFoundError, PolicyRefusal, UsageError
-from optout.release.engines import DEFAULT_ENGINE, ENGINES, embedded_engine_names, engine_names, get_engine
+from optout.release.engines import (
+    DEFAULT_ENGINE,
+    ENGINES,
+    embedded_engine_names,
+    engine_names,
+    get_engine,
+    load_engine,
+)
 from optout.release.engines.base import Lists, Status, TableCounts
 from optout.release.manifest import (
     MANIFEST_FORMAT,
@@ -272,21 +279,32 @@ def apply_opt_outs(
     csv_options = {"encoding": encoding, "delimiter": delimiter, "quote": quote}
     if engine in embedded_engine_names():  # refused before anything is read
         _sources(tables, catalog_tables, engine, options, memory_limit, csv_options)
-    al, cohort_sha = _load_allow_list(cleaned_list, allow_list, checked_at, cohort)
+    # The list is parsed and checked on a thread (NumPy, mostly without the GIL) while the tables
+    # are opened and the engine loaded; its errors and the timing refusal still come first.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-list") as reader:
+        loading = reader.submit(_load_allow_list, cleaned_list, allow_list, checked_at, cohort)
+        try:
+            plan = make_plan(
+                _sources(tables, catalog_tables, engine, options, memory_limit, csv_options),
+                nhs_columns=nhs_columns,
+                links=links,
+                chi_columns=chi_columns,
+                unmatched=unmatched,
+                trace_index=trace_index,
+                trace_keys=trace_keys,
+                release_reason=release_reason,
+                encoding=encoding,
+                delimiter=delimiter,
+                quote=quote,
+            )
+            if engine in embedded_engine_names():
+                load_engine(engine)  # its libraries, imported now rather than after the list
+        except BaseException:
+            al, _ = loading.result()  # a bad list is reported before a bad table, as before
+            _check_timing(al, t_now)
+            raise
+        al, cohort_sha = loading.result()
     _check_timing(al, t_now)
-    plan = make_plan(
-        _sources(tables, catalog_tables, engine, options, memory_limit, csv_options),
-        nhs_columns=nhs_columns,
-        links=links,
-        chi_columns=chi_columns,
-        unmatched=unmatched,
-        trace_index=trace_index,
-        trace_keys=trace_keys,
-        release_reason=release_reason,
-        encoding=encoding,
-        delimiter=delimiter,
-        quote=quote,
-    )
     allow = al.numbers
     if al.cohort is not None:
         allow = np.intersect1d(allow, al.cohort, assume_unique=True)

@@ -24,6 +24,7 @@ __all__ = [
     "embedded_engine_names",
     "engine_names",
     "get_engine",
+    "load_engine",
     "register_engine",
 ]
 
@@ -69,6 +70,11 @@ def _factory(name: str) -> Callable[..., Engine]:
     module, _, attr = _REGISTRY[name].partition(":")
     factory: Callable[..., Engine] = getattr(importlib.import_module(module), attr)
     return factory
+
+
+def load_engine(name: str) -> None:
+    """Import an engine's module (and its libraries) without making one."""
+    _factory(name)
 
 
 def get_engine(name: str, **kwargs: object) -> Engine:
