@@ -106,6 +106,7 @@ def profiled_apply(ctx: Context, engine: str | None) -> dict[str, Any]:
         "seconds": seconds,
         "engine": name,
         "rows_out": {t.name: t.rows_out for t in report.tables},
+        "people": {t.name: {"kept": t.people_kept, "removed": t.people_removed} for t in report.tables},
         "profile": profile,
     }
 

@@ -27,7 +27,7 @@ def test_bench_runs_every_release_stage_and_they_agree(tmp_path: Path) -> None:
             "--repeat",
             "1",
             "--stages",
-            "floor,floor_polars,apply_api,duckdb_sql,polars_isin,pandas_isin,validate",
+            "floor,floor_polars,apply_api,duckdb_sql,polars_isin,polars_isin_counts,pandas_isin,validate",
             "--data-dir",
             str(tmp_path / "data"),
             "--results",
@@ -47,11 +47,17 @@ def test_bench_runs_every_release_stage_and_they_agree(tmp_path: Path) -> None:
         "apply_api",
         "duckdb_sql",
         "polars_isin",
+        "polars_isin_counts",
         "pandas_isin",
         "validate",
     }
     assert run["agreement"] == "all release stages kept the same rows"
     kept = stages["apply_api"]["rows_out"]
+    # the counts written by hand are the report's
+    by_hand = stages["polars_isin_counts"]["counts"]
+    for name, people in stages["apply_api"]["people"].items():
+        assert by_hand[name]["people_kept"] == people["kept"], name
+        assert by_hand[name]["rows_kept"] == kept[name], name
     assert 0 < kept["episodes"] < 3000 and kept["patients"] < 500
     assert stages["floor"]["rows_out"]["episodes"] == 3000
     fastest = run["fastest_floor"]
