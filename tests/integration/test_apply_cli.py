@@ -12,7 +12,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -331,6 +330,7 @@ def test_output_folder_not_writable(env: Path, capsys: pytest.CaptureFixture[str
 # --------------------------------------------------------------------------- crashes
 
 CLI = [sys.executable, "-m", "optout"]
+CRASH = Path(__file__).resolve().parents[1] / "support" / "crash.py"
 
 
 def _big_extract(env: Path, rows: int = 3_000_000) -> list[str]:
@@ -364,32 +364,21 @@ def _staging(env: Path) -> list[str]:
     return [p.name for p in env.iterdir() if p.name.startswith(".rel.tmp-")]
 
 
-def _stop_mid_write(env: Path, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    """Wait (generously) until apply has made its staging folder, then freeze it there (SIGSTOP).
-
-    A fixed pause before the signal would race the command, which may finish first when this
-    process is slow to get a turn. Stopped, it is mid-write whenever the signal comes; the caller
-    sends the signal, then SIGCONT for a handler to run.
-    """
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if _staging(env):
-            proc.send_signal(signal.SIGSTOP)
-            assert proc.poll() is None and _staging(env) and not (env / "rel").exists(), (
-                "apply finished before it could be stopped"
-            )
-            return
-        if proc.poll() is not None:
-            pytest.fail("apply finished before it could be interrupted")
-        time.sleep(0.01)
-    pytest.fail("apply never started writing")
+def _stopped_mid_write(env: Path, args: list[str]) -> subprocess.Popen[bytes]:
+    """Run ``args`` (an apply) so that it stops itself (SIGSTOP) as it starts writing its table,
+    and wait until it has: no timing involved, so it can never finish first."""
+    stop = [sys.executable, str(CRASH), "--stop", "writing-table", *args[len(CLI) :]]
+    proc = subprocess.Popen(stop, cwd=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), "apply ended before it reached the write"
+    assert _staging(env) and not (env / "rel").exists()
+    return proc
 
 
 @pytest.mark.slow
 def test_killed_mid_write_leaves_no_release(env: Path) -> None:
-    args = _big_extract(env)
-    proc = subprocess.Popen(args, cwd=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _stop_mid_write(env, proc)
+    args = _big_extract(env, rows=20_000)
+    proc = _stopped_mid_write(env, args)
     proc.send_signal(signal.SIGKILL)
     proc.wait(120)
     assert not (env / "rel").exists()
@@ -405,9 +394,7 @@ def test_killed_mid_write_leaves_no_release(env: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_mid_write_cleans_up(env: Path, sig: signal.Signals) -> None:
-    args = _big_extract(env)
-    proc = subprocess.Popen(args, cwd=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _stop_mid_write(env, proc)
+    proc = _stopped_mid_write(env, _big_extract(env, rows=20_000))
     proc.send_signal(sig)  # pending until it runs again
     proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=120)

@@ -1,6 +1,11 @@
 """Run the real command line (what ``python -m optout ARGS...`` runs) and SIGKILL it at one step.
 
     python tests/support/crash.py STEP ARGS...
+    python tests/support/crash.py --stop STEP ARGS...
+
+With ``--stop`` the process stops itself there (SIGSTOP) instead: the test waits for that
+(``waitpid`` with ``WUNTRACED``), sends its signal, then SIGCONT, and the signal is handled at that
+very point.
 
 Before the command starts, one function on its path is wrapped so that the process kills itself
 with SIGKILL (no handler runs, no cleanup: as the OOM killer or a power cut) right before or
@@ -39,6 +44,8 @@ APPLY_STEPS: dict[str, tuple[str, str, str]] = {
     "prepared": ("optout.release.recover:Attempt", "prepared", "after"),
     # all done; the report not printed yet
     "finished": ("optout.release.manifest:StagedRelease", "finish", "after"),
+    # classified, the staging folder made, the first table about to be written (default engine)
+    "writing-table": ("optout.release.engines.polars:PolarsEngine", "write", "before"),
 }
 # steps of ``optout release list`` (reconciling what an interrupted apply left)
 LIST_STEPS: dict[str, tuple[str, str, str]] = {
@@ -53,6 +60,15 @@ def _kill() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _stop() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
+_action: Callable[[], None] = _kill
+
+
 def _wrap(target: str, name: str, when: str) -> None:
     module, _, cls = target.partition(":")
     owner: Any = importlib.import_module(module)
@@ -63,9 +79,9 @@ def _wrap(target: str, name: str, when: str) -> None:
     @functools.wraps(original)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if when == "before":
-            _kill()
+            _action()
         result = original(*args, **kwargs)
-        _kill()
+        _action()
         return result
 
     setattr(owner, name, wrapper)
@@ -84,7 +100,7 @@ def _between_renames() -> None:
         @staticmethod
         def rename(src: Any, dst: Any) -> None:
             if Path(src).name.startswith(f".{Path(dst).name}.tmp-"):
-                _kill()
+                _action()
             real.rename(src, dst)
 
     manifest.os = _Os()  # type: ignore[assignment]
@@ -117,6 +133,9 @@ def crash_optout(
 if __name__ == "__main__":
     if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
         del sys.path[0]  # this folder's modules (cli.py, ...) must not shadow anything
+    if sys.argv[1] == "--stop":
+        _action = _stop
+        del sys.argv[1]
     install(sys.argv[1])
     sys.argv = [sys.argv[0], *sys.argv[2:]]
     runpy.run_module("optout", run_name="__main__", alter_sys=True)
