@@ -13,7 +13,10 @@ migrations and the table definitions below describe the same schema.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -184,6 +187,19 @@ checklist_tasks = sa.Table(
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _lock = threading.Lock()
+# every open store's connection pool, closed at exit: the command line ends with os._exit after
+# the exit handlers, and SQLite folds its -wal file back into the database (and removes it) only
+# when the last connection closes
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for engine in list(_engines):
+        with contextlib.suppress(Exception):  # closing what is left; nothing to report at exit
+            engine.dispose()
+
+
 _upgraded: set[str] = set()
 
 
@@ -252,6 +268,7 @@ class Store:
             ) from None
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        _engines.add(self.engine)
         with _lock:
             if url not in _upgraded:
                 upgrade(self.engine)
