@@ -74,11 +74,10 @@ def profiled_apply(ctx: Context, engine: str | None) -> dict[str, Any]:
         (make, "make_plan"): _timed(spent, "plan (open and sniff tables)", make.make_plan),
         (make, "sha256_file"): hashing,
         (make, "get_engine"): get_engine,
-        (make, "_open_store"): _timed(spent, "metadata store (open, reconcile, record)", make._open_store),
-        (make, "reconcile"): _timed(spent, "metadata store (open, reconcile, record)", make.reconcile),
-        (make, "_record_preparing"): _timed(
-            spent, "metadata store (open, reconcile, record)", make._record_preparing
+        (make, "_ready_store"): _timed(
+            spent, "metadata store: open, settle (beside the engine's classification)", make._ready_store
         ),
+        (make, "_record_preparing"): _timed(spent, "metadata store: record", make._record_preparing),
         (manifest.StagedRelease, "commit"): _timed(spent, "fsync and rename", manifest.StagedRelease.commit),
     }
     saved = {k: getattr(*k) for k in patches}

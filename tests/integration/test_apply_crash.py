@@ -36,6 +36,7 @@ APPLY = ["apply", "src/episodes.csv", "--cleaned-list", "src/cleaned.dat", "--ch
 
 # what becomes of the release the killed apply was making, once the next command has run
 OUTCOME: dict[str, str | None] = {
+    "writing-table": None,  # the staging folder made, its first table not written: never recorded
     "writing": None,  # never recorded: nothing to settle (its hidden staging folder has no release.json)
     "preparing": "failed",
     "renaming": "failed",

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -51,7 +52,6 @@ from optout.release.manifest import (
     staged_release,
 )
 from optout.release.plan import ReleasePlan, make_plan
-from optout.release.recover import attempt, reconcile, sweep_replaced
 from optout.release.report import ReleaseReport, TableReport
 from optout.tables import TableSource, folder_parts, local_path
 from optout.version import __version__
@@ -347,99 +347,142 @@ def apply_opt_outs(
             raise refusal
         return report_of(counts)
 
+    local = [t for t in plan.tables if t.source.local]
+    before = {t.name: _stat_key(t.source) for t in local}
+    # hash the inputs while the engine works (hashlib releases the GIL on large blocks)
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-sha256")
+    input_sha = {t.name: hasher.submit(_hash_input, t.source) for t in local}
+    hasher.shutdown(wait=False)
+
+    with contextlib.ExitStack() as early:
+        # An engine that writes nothing while it classifies (the default, unless a CSV is
+        # Latin-1) classifies now, while the metadata store is opened (its libraries loaded) and
+        # an interrupted apply's release settled, on a thread: the engine's work runs without the
+        # GIL. Otherwise the store comes first and the engine classifies in the staging folder.
+        counts_early: dict[str, TableCounts] | None = None
+        eng_early: Any = None
+        needs_temp_dir = getattr(load_engine(engine), "needs_temp_dir", None)
+        if needs_temp_dir is None or needs_temp_dir(plan):
+            store, flow_version = _ready_store(store, out, flow_id)
+        else:
+            eng_early = early.enter_context(
+                get_engine(engine, memory_limit=memory_limit, temp_dir=None, **options)
+            )
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-store") as opener:
+                readying = opener.submit(_ready_store, store, out, flow_id)
+                try:
+                    counts_early = eng_early.classify(plan, lists, progress)
+                    details.update(eng_early.details)
+                finally:
+                    store, flow_version = readying.result()  # its error, if any, comes first
+        from optout.release.recover import attempt
+
+        with (
+            attempt(store, release_id, actor=actor) as tracked,
+            staged_release(out, force=force) as staged,
+        ):
+            spill = staged.path(".spill")
+            spill.mkdir()
+            tables_staged: Any = None  # catalog tables under temporary names (spark, --out-tables)
+            try:
+                with (
+                    contextlib.nullcontext(eng_early)
+                    if counts_early is not None
+                    else get_engine(engine, memory_limit=memory_limit, temp_dir=spill, **options)
+                ) as eng:
+                    if counts_early is None:
+                        counts = eng.classify(plan, lists, progress)
+                        details.update(eng.details)
+                    else:
+                        counts = counts_early
+                    refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
+                    if refusal is not None:
+                        raise refusal
+                    files: list[tuple[Any, Path, int]] = []
+                    # each output is hashed on a thread while the next table is written
+                    out_hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-sha256-out")
+                    out_sha: dict[Path, Any] = {}
+                    for t in plan.tables:
+                        if progress:
+                            progress(t.name, "writing")
+                        target = staged.path(
+                            t.source.path.name if t.source.kind != "catalog" else t.name + ".parquet"
+                        )
+                        rows = eng.write(t.name, target)
+                        # one file, or (spark) each part of the folder it wrote
+                        for part, n in eng.outputs(t.name, target, rows):
+                            files.append((t, part, n))
+                            out_sha[part] = out_hasher.submit(sha256_file, part)
+                    out_hasher.shutdown(wait=False)
+                    # URIs and catalog tables: checked unchanged, identified (version, listing, hash)
+                    identity = {
+                        t.name: eng.input_identity(t.source) for t in plan.tables if not t.source.local
+                    }
+                    tables_out = eng.tables_written()
+                    tables_staged = eng.staged_tables()
+                shutil.rmtree(spill, ignore_errors=True)
+                inputs = []
+                for t in plan.tables:
+                    if not t.source.local:
+                        inputs.append((t, identity[t.name] or {}))
+                        continue
+                    if _stat_key(t.source) != before[t.name]:
+                        raise InputError(
+                            f"{t.source.path.name} changed while the release was being made",
+                            where=Location(file=t.source.path),
+                            hint="wait until whatever writes the file has finished, then apply again",
+                        )
+                    inputs.append((t, input_sha[t.name].result()))
+                report = report_of(counts)
+                manifest = _manifest(
+                    report,
+                    plan,
+                    al,
+                    cohort_sha,
+                    inputs,
+                    files,
+                    counts,
+                    flow_id,
+                    flow_version,
+                    t_now,
+                    staged.tmp,
+                    tables_out,
+                    {part: f.result() for part, f in out_sha.items()},
+                )
+                data = manifest_bytes(manifest)
+                report.manifest_sha256 = hashlib.sha256(data).hexdigest()
+                # recorded before it can be seen: no release folder without a record and an audit entry
+                tracked.preparing(
+                    staged.tmp,
+                    lambda info: _record_preparing(store, report, flow_id, flow_version, counts, info, actor),
+                )
+                (staged.path(MANIFEST_NAME)).write_bytes(data)
+                if tables_staged is not None:  # temporary names -> final names, then the folder
+                    tables_staged.publish()
+                staged.commit()
+                tracked.prepared()
+                staged.finish()
+            except BaseException:
+                if tables_staged is not None:  # no table without its release
+                    tables_staged.discard()
+                raise
+            finally:
+                if tables_staged is not None:
+                    tables_staged.close()
+    return report
+
+
+def _ready_store(store: Store | None, out: Path, flow_id: str | None) -> tuple[Store, int | None]:
+    """The metadata store, open, with what an interrupted apply left settled (its release
+    recorded as prepared or failed, its staging folder gone, a replaced release put back), and the
+    flow's version (``flow_id``)."""
+    from optout.release.recover import reconcile, sweep_replaced
+
     if store is None:
         store = _open_store()
-    reconcile(store)  # settle what an interrupted apply left
+    reconcile(store)
     sweep_replaced(out)
-    flow_version = _flow_version(store, flow_id) if flow_id is not None else None
-
-    with attempt(store, release_id, actor=actor) as tracked, staged_release(out, force=force) as staged:
-        spill = staged.path(".spill")
-        spill.mkdir()
-        local = [t for t in plan.tables if t.source.local]
-        before = {t.name: _stat_key(t.source) for t in local}
-        # hash the inputs while the engine works (hashlib releases the GIL on large blocks)
-        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-sha256")
-        input_sha = {t.name: hasher.submit(_hash_input, t.source) for t in local}
-        hasher.shutdown(wait=False)
-        tables_staged: Any = None  # catalog tables under temporary names (spark, --out-tables)
-        try:
-            with get_engine(engine, memory_limit=memory_limit, temp_dir=spill, **options) as eng:
-                counts = eng.classify(plan, lists, progress)
-                details.update(eng.details)
-                refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
-                if refusal is not None:
-                    raise refusal
-                files: list[tuple[Any, Path, int]] = []
-                # each output is hashed on a thread while the next table is written
-                out_hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-sha256-out")
-                out_sha: dict[Path, Any] = {}
-                for t in plan.tables:
-                    if progress:
-                        progress(t.name, "writing")
-                    target = staged.path(
-                        t.source.path.name if t.source.kind != "catalog" else t.name + ".parquet"
-                    )
-                    rows = eng.write(t.name, target)
-                    # one file, or (spark) each part of the folder it wrote
-                    for part, n in eng.outputs(t.name, target, rows):
-                        files.append((t, part, n))
-                        out_sha[part] = out_hasher.submit(sha256_file, part)
-                out_hasher.shutdown(wait=False)
-                # URIs and catalog tables: checked unchanged, identified (version, listing, hash)
-                identity = {t.name: eng.input_identity(t.source) for t in plan.tables if not t.source.local}
-                tables_out = eng.tables_written()
-                tables_staged = eng.staged_tables()
-            shutil.rmtree(spill, ignore_errors=True)
-            inputs = []
-            for t in plan.tables:
-                if not t.source.local:
-                    inputs.append((t, identity[t.name] or {}))
-                    continue
-                if _stat_key(t.source) != before[t.name]:
-                    raise InputError(
-                        f"{t.source.path.name} changed while the release was being made",
-                        where=Location(file=t.source.path),
-                        hint="wait until whatever writes the file has finished, then apply again",
-                    )
-                inputs.append((t, input_sha[t.name].result()))
-            report = report_of(counts)
-            manifest = _manifest(
-                report,
-                plan,
-                al,
-                cohort_sha,
-                inputs,
-                files,
-                counts,
-                flow_id,
-                flow_version,
-                t_now,
-                staged.tmp,
-                tables_out,
-                {part: f.result() for part, f in out_sha.items()},
-            )
-            data = manifest_bytes(manifest)
-            report.manifest_sha256 = hashlib.sha256(data).hexdigest()
-            # recorded before it can be seen: no release folder without a record and an audit entry
-            tracked.preparing(
-                staged.tmp,
-                lambda info: _record_preparing(store, report, flow_id, flow_version, counts, info, actor),
-            )
-            (staged.path(MANIFEST_NAME)).write_bytes(data)
-            if tables_staged is not None:  # temporary names -> final names, then the folder
-                tables_staged.publish()
-            staged.commit()
-            tracked.prepared()
-            staged.finish()
-        except BaseException:
-            if tables_staged is not None:  # no table without its release
-                tables_staged.discard()
-            raise
-        finally:
-            if tables_staged is not None:
-                tables_staged.close()
-    return report
+    return store, (_flow_version(store, flow_id) if flow_id is not None else None)
 
 
 def _open_store() -> Store:

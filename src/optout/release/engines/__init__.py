@@ -72,9 +72,9 @@ def _factory(name: str) -> Callable[..., Engine]:
     return factory
 
 
-def load_engine(name: str) -> None:
-    """Import an engine's module (and its libraries) without making one."""
-    _factory(name)
+def load_engine(name: str) -> Callable[..., Engine]:
+    """Import an engine's module (and its libraries) without making one; its class (factory)."""
+    return _factory(name)
 
 
 def get_engine(name: str, **kwargs: object) -> Engine:

@@ -118,6 +118,13 @@ class Engine(ABC):
         # manifest. Never a value from a row or a list.
         self.details: dict[str, Any] = {}
 
+    @classmethod
+    def needs_temp_dir(cls, plan: Any) -> bool:
+        """Does classifying ``plan`` write anything to ``temp_dir``? When not, ``apply`` may
+        classify before the release's staging folder (the home of ``temp_dir``) exists, while the
+        metadata store is opened beside it. By default: yes."""
+        return True
+
     @abstractmethod
     def classify(
         self, plan: ReleasePlan, lists: Lists, progress: ProgressFn | None = None

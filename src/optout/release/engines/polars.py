@@ -250,6 +250,11 @@ class PolarsEngine(Engine):
         self._cohort_np: np.ndarray | None = None
         self._trace: pl.DataFrame | None = None
 
+    @classmethod
+    def needs_temp_dir(cls, plan: Any) -> bool:
+        """Only a Latin-1 CSV needs one (its UTF-8 copy)."""
+        return any(t.source.encoding == "latin-1" for t in plan.tables)
+
     def close(self) -> None:
         for p in self._utf8.values():
             with contextlib.suppress(OSError):
