@@ -6,7 +6,8 @@ read (one hash set, built once per table); a row whose number is on the list nee
 (only valid numbers are on it). Only the few rows that are not (opted out, invalid, odd
 spellings) go through the full NHS-number rules (``optout.nhs_number.parse_array``, the same
 code the reference engine's ``parse`` is tested against) and get a reason. Each row's verdict is
-kept as one byte; people are counted with exact distinct counts.
+kept as one bit (a Boolean column); rows per status are summed in the same pass, and people are
+counted with exact distinct counts. Long Parquet tables are classified in slices of rows.
 
 **Write** is then one streaming copy, ``scan -> filter(kept) -> sink``, which keeps the source's
 row order, its Parquet schema and codec (checked on a probe; a type Polars would change is written
@@ -14,9 +15,11 @@ through PyArrow instead), or its CSV dialect: delimiter, quote, line ends, BOM a
 Latin-1 file goes through a UTF-8 copy in the private spill folder).
 
 Links (001 §8.1): a parent's keys are summarised for its children. When the keys are integers
-that rise row by row (a surrogate key) the summary is tiny: the first and last key, the keys of
-the removed rows, and, for a leaf child's people counts, a second read of the parent's NHS
-column; otherwise one entry per distinct key in memory.
+that rise row by row (a surrogate key), or text keys that are all such integers written as
+``str(int)`` writes them (every CSV's ``id`` column), the summary is tiny: the first and last key,
+the keys of the removed rows, and, for a leaf child's people counts, a second read of the
+parent's NHS column beside a bit per status per parent row; otherwise one entry per distinct key
+in memory.
 
 CSV: Polars pads a row with too few fields with nulls instead of refusing it, so when the last
 column holds any null the file is checked row by row with DuckDB's strict reader (and every
