@@ -99,3 +99,46 @@ def test_canonical_text_keys_property(text: str) -> None:
 
     got = pl.DataFrame({"k": [text]}, schema={"k": pl.String}).select(polars_engine._canonical(pl.col("k")))
     assert got.item() == _python_canonical(text)
+
+
+def test_a_latin1_trace_index_is_copied_into_the_spill_folder_not_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine classifies before the release's staging folder exists only when it writes
+    nothing; a Latin-1 trace index needs a UTF-8 copy, so it must wait for its spill folder
+    (never a file beside the sources)."""
+    from optout.dat import write_dat
+    from optout.nhs_number import synthetic
+
+    people = [str(n) for n in synthetic(4, seed=3)]
+    src = tmp_path / "src"
+    src.mkdir()
+    rows = ["pid,nhs_number", f"pé0,{people[0]}", "pé1,", f"pé2,{people[2]}"]
+    (src / "patients.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    index = ["pid,nhs_number", f"pé1,{people[1]}", f"pé0,{people[0]}"]
+    (src / "index.csv").write_bytes(("\n".join(index) + "\n").encode("latin-1"))
+    write_dat(tmp_path / "cleaned.dat", sorted(int(n) for n in people))
+    copies: list[Path] = []
+    real = polars_engine.PolarsEngine._utf8_path
+
+    def utf8_path(self: Any, source: Any) -> Path:
+        copies.append(real(self, source))
+        return copies[-1]
+
+    monkeypatch.setattr(polars_engine.PolarsEngine, "_utf8_path", utf8_path)
+    before = sorted(p.name for p in src.iterdir())
+    rep = apply_opt_outs(
+        [src / "patients.csv"],
+        out_dir=tmp_path / "rel",
+        cleaned_list=tmp_path / "cleaned.dat",
+        checked_at=CHECKED,
+        unmatched="trace",
+        trace_index=src / "index.csv",
+        trace_keys={"patients": "pid"},
+        store=Store(f"sqlite:///{tmp_path / 'store.db'}"),
+        now=CHECKED + timedelta(days=1),
+    )
+    assert sorted(p.name for p in src.iterdir()) == before
+    copied = [p for p in copies if p.name != "patients.csv"]
+    assert copied and all(p.parent != src for p in copied)  # in the spill folder, gone now
+    assert rep.tables[0].rows_out == 3  # p1 traced through the index

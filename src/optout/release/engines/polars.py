@@ -43,6 +43,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from optout import atomic
 from optout.errors import InputError, Location, OptoutError
 from optout.nhs_number import Reason, parse_array
 from optout.release.engines.base import (
@@ -255,8 +256,11 @@ class PolarsEngine(Engine):
 
     @classmethod
     def needs_temp_dir(cls, plan: Any) -> bool:
-        """Only a Latin-1 CSV needs one (its UTF-8 copy)."""
-        return any(t.source.encoding == "latin-1" for t in plan.tables)
+        """Only a Latin-1 CSV needs one (its UTF-8 copy): a table or the trace index."""
+        sources = [t.source for t in plan.tables]
+        if plan.trace is not None:
+            sources.append(plan.trace.source)
+        return any(src.encoding == "latin-1" for src in sources)
 
     def close(self) -> None:
         for p in self._utf8.values():
@@ -271,7 +275,8 @@ class PolarsEngine(Engine):
         if src.encoding != "latin-1":
             return src.path
         if src.path not in self._utf8:
-            folder = self.temp_dir or Path(os.path.dirname(src.path))
+            # never beside the source: without a spill folder, this process's private one
+            folder = self.temp_dir or atomic.spill_dir()
             out = Path(folder) / f".utf8-{len(self._utf8)}-{src.path.name}"
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with open(fd, "wb") as fout, src.path.open("rb") as fin:
