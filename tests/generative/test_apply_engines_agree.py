@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from tests.support.generative import shared_store, write_csv
 
 from optout.dat import write_dat
 from optout.nhs_number import format_number, synthetic
 from optout.release import apply_opt_outs
 from optout.release.engines import embedded_engine_names
-from optout.store import Store
 
 POOL = [format_number(int(n)) for n in synthetic(10, seed=5)]
 CHECKED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -87,14 +87,6 @@ def scenario(draw: Any) -> dict[str, Any]:
     }
 
 
-def _write_csv(path: Path, header: list[str], rows: list[Any]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
 def _rows(path: Path) -> list[list[Any]]:
     """What a recipient reads (header included; '' and NULL both as None); a folder of parts
     (Spark) is read part by part, in name order."""
@@ -112,24 +104,15 @@ def _rows(path: Path) -> list[list[Any]]:
 
 
 ENGINES = embedded_engine_names()  # every in-process engine, each held to the reference
-_STORE: list[Store] = []
-
-
-def _store() -> Store:
-    """One metadata store for all examples (creating one runs the migrations)."""
-    if not _STORE:
-        d = tempfile.mkdtemp(prefix="optout-gen-store-")
-        _STORE.append(Store(f"sqlite:///{Path(d) / 'store.db'}"))
-    return _STORE[0]
 
 
 def _outcomes(s: dict[str, Any], engines: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Each engine's (counts, outputs) on scenario ``s`` (engine -> its engine_options)."""
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        store = _store()
+        store = shared_store()
         tables = [
-            _write_csv(
+            write_csv(
                 root / "patients.csv",
                 ["pid", "nhs_number", "v"],
                 [(p, n, i) for i, (p, n) in enumerate(s["parent"])],
@@ -142,10 +125,10 @@ def _outcomes(s: dict[str, Any], engines: dict[str, dict[str, Any]]) -> dict[str
                 child,
             )
         else:
-            child = _write_csv(root / "episodes.csv", ["cid", "pid"], s["child"])
+            child = write_csv(root / "episodes.csv", ["cid", "pid"], s["child"])
         tables.append(child)
         tables.append(
-            _write_csv(root / "items.csv", ["item", "cid"], [(f"i{i}", c) for i, c in enumerate(s["grand"])])
+            write_csv(root / "items.csv", ["item", "cid"], [(f"i{i}", c) for i, c in enumerate(s["grand"])])
         )
         cl = root / "cleaned.dat"
         write_dat(cl, sorted(int(n) for n in s["allow"]))
@@ -154,7 +137,7 @@ def _outcomes(s: dict[str, Any], engines: dict[str, dict[str, Any]]) -> dict[str
             write_dat(root / "cohort.dat", sorted(int(n) for n in s["cohort"]))
             kwargs["cohort"] = root / "cohort.dat"
         if s["unmatched"] == "trace":
-            kwargs["trace_index"] = _write_csv(root / "index.csv", ["pid", "nhs_number"], s["index"])
+            kwargs["trace_index"] = write_csv(root / "index.csv", ["pid", "nhs_number"], s["index"])
         if s["unmatched"] == "release":
             kwargs["release_reason"] = "disproportionate-effort"
         results = {}

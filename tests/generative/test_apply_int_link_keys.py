@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.support.generative import shared_store
 
 from optout.dat import write_dat
 from optout.nhs_number import synthetic
 from optout.release import apply_opt_outs
 from optout.release.engines import embedded_engine_names
-from optout.store import Store
 
 POOL = [int(n) for n in synthetic(8, seed=11)]
 CHECKED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -43,14 +43,6 @@ def scenario(draw: Any) -> dict[str, Any]:
 
 
 ENGINES = embedded_engine_names()  # every in-process engine, each held to the reference
-_STORE: list[Store] = []
-
-
-def _store() -> Store:
-    if not _STORE:
-        d = tempfile.mkdtemp(prefix="optout-gen-store-")
-        _STORE.append(Store(f"sqlite:///{Path(d) / 'store.db'}"))
-    return _STORE[0]
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -109,7 +101,7 @@ def test_integer_link_keys_agree_with_reference(s: dict[str, Any]) -> None:
                 unmatched=s["unmatched"],
                 release_reason="disproportionate-effort" if s["unmatched"] == "release" else None,
                 engine=engine,
-                store=_store(),
+                store=shared_store(),
                 now=NOW,
             )
             outputs = {p.name: _rows(root / f"out-{engine}" / p.name) for p in tables}

@@ -6,7 +6,6 @@ anything else, on the parent side or the child's."""
 
 from __future__ import annotations
 
-import csv
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,12 +13,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from tests.support.generative import shared_store, write_csv
 
 from optout.dat import write_dat
 from optout.nhs_number import synthetic
 from optout.release import apply_opt_outs
 from optout.release.engines import embedded_engine_names
-from optout.store import Store
 
 POOL = [str(n) for n in synthetic(6, seed=17)]
 CHECKED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -62,22 +61,6 @@ def scenario(draw: Any) -> dict[str, Any]:
 
 
 ENGINES = embedded_engine_names()
-_STORE: list[Store] = []
-
-
-def _store() -> Store:
-    if not _STORE:
-        d = tempfile.mkdtemp(prefix="optout-gen-store-")
-        _STORE.append(Store(f"sqlite:///{Path(d) / 'store.db'}"))
-    return _STORE[0]
-
-
-def _write(path: Path, header: list[str], rows: list[Any]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-    return path
 
 
 @settings(
@@ -107,13 +90,13 @@ def _write(path: Path, header: list[str], rows: list[Any]) -> Path:
 def test_text_link_keys_agree_with_reference(s: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
-        _write(root / "patients.csv", ["pid", "nhs_number"], s["parent"])
+        write_csv(root / "patients.csv", ["pid", "nhs_number"], s["parent"])
         child_cols = ["cid", "pid", "nhs_number"] if s["child_has_number"] else ["cid", "pid"]
         child_rows = [
             (str(i), k, n) if s["child_has_number"] else (str(i), k) for i, (k, n) in enumerate(s["child"])
         ]
-        _write(root / "episodes.csv", child_cols, child_rows)
-        _write(root / "items.csv", ["item", "cid"], [(f"i{i}", c) for i, c in enumerate(s["grand"])])
+        write_csv(root / "episodes.csv", child_cols, child_rows)
+        write_csv(root / "items.csv", ["item", "cid"], [(f"i{i}", c) for i, c in enumerate(s["grand"])])
         tables = [root / "patients.csv", root / "episodes.csv", root / "items.csv"]
         cl = root / "cleaned.dat"
         write_dat(cl, sorted(int(n) for n in s["allow"]))
@@ -131,7 +114,7 @@ def test_text_link_keys_agree_with_reference(s: dict[str, Any]) -> None:
                 links=["episodes.pid=patients.pid", "items.cid=episodes.cid"],
                 unmatched="withhold",
                 engine=engine,
-                store=_store(),
+                store=shared_store(),
                 now=NOW,
             )
             outputs = {p.name: (root / f"out-{engine}" / p.name).read_bytes() for p in tables}
