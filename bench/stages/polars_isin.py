@@ -20,18 +20,29 @@ ORDER = 32
 GROUP = "release"
 
 
+def allow_list(ctx: Context) -> Any:
+    """The cleaned list read as a data engineer would (Polars CSV reader), ready for ``is_in``."""
+    import polars as pl
+
+    return pl.read_csv(
+        ctx.allow_path, has_header=False, new_columns=["n", "rest"], schema_overrides={"n": pl.Int64}
+    )["n"].implode()
+
+
+def out_path(ctx: Context, name: str) -> Path:
+    """Where a hand-written stage writes table ``name``."""
+    return Path(ctx.work_dir) / Path(ctx.tables[name]).name
+
+
 def run(ctx: Context) -> dict[str, Any]:
     import polars as pl
 
     t0 = time.perf_counter()
-    allow = pl.read_csv(
-        ctx.allow_path, has_header=False, new_columns=["n", "rest"], schema_overrides={"n": pl.Int64}
-    )["n"].implode()
-    work = Path(ctx.work_dir)
+    allow = allow_list(ctx)
     fmt, codec = ctx.format, ctx.extra.get("compression")
 
     def out(name: str) -> Path:
-        return work / Path(ctx.tables[name]).name
+        return out_path(ctx, name)
 
     if "patients" in ctx.tables:
         n = pl.col("nhs_number").str.replace_all(r"[ \-]", "").str.strip_chars().cast(pl.Int64, strict=False)

@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.core import Context
 from bench.stages.floor_polars import rows_of, scan, sink
+from bench.stages.polars_isin import allow_list, out_path
 
 NAME = "polars_isin_counts"
 TITLE = "hand-written Polars filter(is_in) with the report's counts (rows, distinct people)"
@@ -26,15 +27,12 @@ def run(ctx: Context) -> dict[str, Any]:
     import polars as pl
 
     t0 = time.perf_counter()
-    allow = pl.read_csv(
-        ctx.allow_path, has_header=False, new_columns=["n", "rest"], schema_overrides={"n": pl.Int64}
-    )["n"].implode()
-    work = Path(ctx.work_dir)
+    allow = allow_list(ctx)
     fmt, codec = ctx.format, ctx.extra.get("compression")
     counts: dict[str, dict[str, int]] = {}
 
     def out(name: str) -> Path:
-        return work / Path(ctx.tables[name]).name
+        return out_path(ctx, name)
 
     def count(lf: Any, person: Any, kept: Any) -> dict[str, int]:
         got = lf.select(
