@@ -9,17 +9,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from optout import synth
+from optout.nhs_number import synthetic
 from optout.release import apply_opt_outs
 from optout.release.engines import polars as polars_engine
+from optout.release.engines.base import Status
 from optout.store import Store
 
 CHECKED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+POOL = [int(n) for n in synthetic(40, seed=3)]  # valid numbers
+OUTSIDE = [int(n) for n in synthetic(5, seed=4)]  # valid, and perhaps outside the allow-list's span
 
 
 def _read(path: Path) -> list[Any]:
@@ -32,10 +37,14 @@ def _read(path: Path) -> list[Any]:
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("unmatched", ["withhold", "release"])
+@pytest.mark.parametrize("people_map", ["bytes", "bits"])
 def test_sliced_classification_agrees_with_reference(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, unmatched: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, unmatched: str, people_map: str
 ) -> None:
     monkeypatch.setattr(polars_engine, "SLICE_ROWS", 700)  # 3000 episodes: five slices
+    monkeypatch.setattr(polars_engine._PeopleSets, "MAP_MIN", 1)  # maps even for small tables
+    if people_map == "bits":  # as when the allow-list spans more numbers than a byte map may take
+        monkeypatch.setattr(polars_engine._PeopleSets, "BYTES_MAX", 0)
     ex = synth.extract(
         tmp_path / "x", 400, 3000, seed=7, format=fmt, messy_rate=0.2, missing_rate=0.05, invalid_rate=0.05
     )
@@ -65,6 +74,39 @@ def test_sliced_classification_agrees_with_reference(
     assert results["polars"][1] == results["reference"][1]
     kept = {t["name"]: t["rows_out"] for t in results["polars"][0]}
     assert 0 < kept["episodes"] < 3000
+
+
+@given(
+    allow=st.lists(st.sampled_from(POOL), min_size=1, unique=True),
+    added=st.lists(
+        st.tuples(st.sampled_from(list(Status)), st.lists(st.sampled_from(POOL + OUTSIDE), max_size=30)),
+        max_size=12,
+    ),
+    bits=st.booleans(),
+    map_min=st.integers(1, 8),
+)
+@example(  # every status at once: more than there are maps
+    allow=POOL[:10],
+    added=[(s, POOL[i : i + 12] + OUTSIDE[:1]) for i, s in enumerate(Status)],
+    bits=False,
+    map_min=1,
+)
+def test_people_sets_count_distinct_people_exactly(
+    allow: list[int], added: list[tuple[Any, list[int]]], bits: bool, map_min: int
+) -> None:
+    """``_PeopleSets`` against Python's sets: people inside the allow-list's span (byte or bit
+    maps), outside it (kept as numbers), small additions kept as numbers beside a status's map,
+    more statuses than there are maps, repeats."""
+    sets = polars_engine._PeopleSets(np.array(sorted(allow), dtype=np.int64))
+    sets.MAP_MIN = map_min
+    if bits:
+        sets.BYTES_MAX = 0
+    expected: dict[int, set[int]] = {}
+    for status, persons in added:
+        sets.add(int(status), np.array(persons, dtype=np.int64))
+        expected.setdefault(int(status), set()).update(persons)
+    for code in expected:
+        assert sets.count(code) == len(expected[code])
 
 
 def _python_canonical(text: str | None) -> int | None:
@@ -108,7 +150,6 @@ def test_a_latin1_trace_index_is_copied_into_the_spill_folder_not_beside_it(
     nothing; a Latin-1 trace index needs a UTF-8 copy, so it must wait for its spill folder
     (never a file beside the sources)."""
     from optout.dat import write_dat
-    from optout.nhs_number import synthetic
 
     people = [str(n) for n in synthetic(4, seed=3)]
     src = tmp_path / "src"

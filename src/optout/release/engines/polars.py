@@ -160,6 +160,81 @@ def _distinct(parts: list[pl.Series]) -> int:
     return int(pl.concat(parts).n_unique()) if len(parts) > 1 else int(parts[0].n_unique())
 
 
+_NO_ROW = 0xFFFFFFFF  # "none" in the UInt32 columns of the pass (no person, no parent row)
+_PENDING = 255  # the category of a row whose number is not on the list as read
+
+
+class _PeopleSets:
+    """Exact distinct people per status, without a hash set of people.
+
+    Every person is a valid number, and a valid number's last digit is its check digit, so
+    ``number // 10`` names it. Each person the pass keeps by number is on the allow-list, so for
+    the statuses with many people a map with a byte per such prefix between the allow-list's
+    least and greatest numbers says who is in (``prefix``: the offset from the least). Setting a
+    byte is a store, where a hash set probes: counting the people of 50 M rows takes a third of
+    the time. When the span would take more than ``BYTES_MAX`` bytes, a map has a bit per prefix
+    instead (an eighth of the memory, slower to set). At most ``MAPS`` maps at once; the other
+    statuses, small additions, and people outside the span (a few removed ones) are kept as
+    numbers, and counted with what the status's map does not already hold."""
+
+    BYTES_MAX = 1 << 27
+    MAPS = 2
+    MAP_MIN = 1 << 16  # fewer prefixes than this at once are kept as numbers
+
+    def __init__(self, allow: np.ndarray) -> None:
+        self.lo, self.hi = (int(allow[0]), int(allow[-1])) if allow.size else (0, -1)
+        self.base = self.lo // 10
+        self.span = max(self.hi // 10 - self.base + 1, 0)
+        self._maps: dict[int, np.ndarray] = {}
+        self._listed: dict[int, list[np.ndarray]] = {}  # prefixes not in a map
+        self._out: dict[int, list[np.ndarray]] = {}  # numbers outside the span
+
+    def prefix(self, person: pl.Expr) -> pl.Expr:
+        """A person's prefix offset (UInt32), null when there is none or it is outside the span."""
+        # not strict: Polars may compute it for every row, outside the ``when``
+        offset = (person // 10 - self.base).cast(pl.UInt32, strict=False)
+        return pl.when(person.is_between(self.lo, self.hi)).then(offset)
+
+    @property
+    def _bits(self) -> bool:
+        return self.span > self.BYTES_MAX
+
+    def add_prefixes(self, code: int, q: np.ndarray) -> None:
+        """Add people by prefix offset (each in ``[0, span)``; repeats allowed)."""
+        if not q.size:
+            return
+        if code not in self._maps and q.size >= self.MAP_MIN and len(self._maps) < self.MAPS:
+            self._maps[code] = np.zeros((self.span + 7) // 8 if self._bits else self.span, dtype=np.uint8)
+        m = self._maps.get(code)
+        if m is None:
+            self._listed.setdefault(code, []).append(q.astype(np.int64))
+        elif self._bits:
+            q = q.astype(np.int64, copy=False)
+            np.bitwise_or.at(m, q >> 3, (1 << (q & 7)).astype(np.uint8))
+        else:
+            m[q] = 1
+
+    def add(self, code: int, persons: np.ndarray) -> None:
+        """Add people by number (valid numbers; repeats allowed)."""
+        persons = np.asarray(persons, dtype=np.int64)
+        inside = (persons >= self.lo) & (persons <= self.hi)
+        self.add_prefixes(code, persons[inside] // 10 - self.base)
+        if not inside.all():
+            self._out.setdefault(code, []).append(persons[~inside])
+
+    def count(self, code: int) -> int:
+        m = self._maps.get(code)
+        listed = self._listed.get(code, [])
+        n = _distinct([pl.Series(a, dtype=pl.Int64) for a in self._out.get(code, [])])
+        if m is None:
+            return n + _distinct([pl.Series(a, dtype=pl.Int64) for a in listed])
+        if listed:  # the listed ones the map does not hold
+            q = np.unique(np.concatenate(listed))
+            held = (m[q >> 3] >> (q & 7).astype(np.uint8)) & 1 if self._bits else m[q]
+            n += int(np.count_nonzero(held == 0))
+        return n + int(np.bitwise_count(m).sum() if self._bits else np.count_nonzero(m))
+
+
 # --------------------------------------------------------------------------- link key summaries
 
 SLICE_ROWS = 10_000_000  # rows classified in one pass (Parquet): ~0.4 GB of key columns at most
@@ -379,30 +454,20 @@ class PolarsEngine(Engine):
         """``queries_of(based(scan))`` collected in slices of ``SLICE_ROWS`` rows (Parquet; a CSV
         file is read once: a slice of it would be parsed from the top), results put together.
 
-        ``take(name, frame)``: offered each slice's result first; True when it used it up (so a
-        large per-row result need not be held whole)."""
+        ``take(name, frame, offset)``: offered each slice's result first (``offset``: the slice's
+        first row); True when it used it up (so a large per-row result need not be held whole)."""
         rows = src.num_rows if src.format == "parquet" else None
         if rows is None or rows <= SLICE_ROWS:
             qs = queries_of(based(scan))
             got = dict(zip(qs, self._collect(list(qs.values()), src), strict=True))
-            return {name: df for name, df in got.items() if take is None or not take(name, df)}
+            return {name: df for name, df in got.items() if take is None or not take(name, df, 0)}
         parts: dict[str, list[pl.DataFrame]] = {}
         for offset in range(0, rows, SLICE_ROWS):
             qs = queries_of(based(scan.slice(offset, SLICE_ROWS)))
             for name, df in zip(qs, self._collect(list(qs.values()), src), strict=True):
-                if take is None or not take(name, df):
+                if take is None or not take(name, df, offset):
                     parts.setdefault(name, []).append(df)
-        got = {}
-        for name, frames in parts.items():
-            both = pl.concat(frames)
-            if name.startswith("dense:"):
-                both = both.select(
-                    pl.col("n").sum(), pl.col("nulls").sum(), pl.col("lo").min(), pl.col("hi").max()
-                )
-            elif name.startswith("sum:"):
-                both = both.sum()
-            got[name] = both
-        return got
+        return {name: pl.concat(frames) for name, frames in parts.items()}
 
     def _trace_map(self, plan: ReleasePlan) -> pl.DataFrame:
         """Local id -> number; an id with an invalid entry or two numbers traces to nobody."""
@@ -568,53 +633,57 @@ class PolarsEngine(Engine):
                 )
             )
 
+        # One query gives everything per row the counts need, in columns the pass hands over
+        # slice by slice (a query per figure would each redo the look-ups: Polars shares a scan
+        # between queries by caching it, which cost more than the work): the verdict, the row's
+        # category (which tally it adds to; _PENDING when its number is not on the list as
+        # read), the person behind it as a prefix offset (``_PeopleSets``) or, for a dense
+        # parent, the parent row it refers to, and the few pending rows' own columns.
+        sets = _PeopleSets(self._allow_np)
+        cats = list(tally)
+        in_groups = None
+        for where in groups.values():
+            in_groups = where if in_groups is None else in_groups | where
+        assert in_groups is not None
+        category: pl.Expr = pl.lit(_PENDING, pl.UInt8)
+        for i, where in reversed(list(enumerate(tally.values()))):
+            category = pl.when(where).then(pl.lit(i, pl.UInt8)).otherwise(category)
+        if dense_parent:
+            assert key is not None and isinstance(parent, _DenseKeys)
+            ref = (key - parent.first).cast(pl.UInt32, strict=False)  # used only where present
+        else:
+            ref = sets.prefix(pl.col("__p"))
+        raw: list[str] = []
+        if nhs is not None:  # the columns the pending rows are settled from (001 §8.2)
+            for c in [nhs, t.trace_key, t.link.child_column if t.link else None, *child_keys]:
+                if c is not None and c not in raw:
+                    raw.append(c)
+        dense_checks = {}
+        for c, (kind, k) in child_keys.items():
+            if self._dense_ok(plan, t, next(ch for ch in t.children if ch.parent_column == c), kind):
+                dense_checks[c] = _canonical(k) if kind == "digits" else k
+
         def queries_of(b: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
-            queries: dict[str, pl.LazyFrame] = {
-                "keep": b.select(keep_now.alias("__keep")),
-                "sum:tally": b.select(
-                    pl.len().cast(pl.Int64).alias("rows"),
-                    *[where.sum().cast(pl.Int64).alias(str(code)) for code, where in tally.items()],
-                ),
-            }
-            for group, where in groups.items():
-                rows_of = b.filter(where)
-                if dense_parent:  # the parent rows behind them: their people are read from the parent
-                    assert key is not None and isinstance(parent, _DenseKeys)
-                    queries[f"refs:{group}"] = rows_of.select((key - parent.first).cast(pl.UInt32))
-                else:
-                    queries[f"people:{group}"] = rows_of.select(pl.col("__p").drop_nulls().unique())
-            if nhs is not None:
-                pend_cols = [
-                    pl.col("__rn"),
-                    pl.col(nhs),
-                    (cand if cand is not None else pl.lit(None, pl.Int64)).alias("__cand"),
-                ]
-                if t.trace_key is not None:
-                    pend_cols.append(pl.col(t.trace_key).alias("__tk"))
-                if t.link is not None:
-                    pend_cols += [c_present, c_bad]
-                pend_cols += [k.alias(f"__ck_{c}") for c, (_, k) in child_keys.items()]
-                queries["pend"] = b.filter(c_on.not_()).select(pend_cols)
-            for c, (kind, k) in child_keys.items():
-                if not self._dense_ok(plan, t, next(ch for ch in t.children if ch.parent_column == c), kind):
+            cols = [keep_now.alias("__keep"), pl.when(in_groups).then(ref).fill_null(_NO_ROW).alias("__ref")]
+            if t.link is not None:
+                cols.append(category.alias("__cat"))
+            if nhs is None and not dense_parent:  # a parent's person outside the span
+                out_of_span = in_groups & pl.col("__p").is_not_null() & ref.is_null()
+                cols.append(pl.when(out_of_span).then(pl.col("__p")).alias("__out"))
+            cols += [pl.when(c_on.not_()).then(pl.col(c)).alias(f"__raw{i}") for i, c in enumerate(raw)]
+            for i, ki in enumerate(dense_checks.values()):  # key - row number: one value when dense
+                cols.append((ki - pl.col("__rn").cast(pl.Int64)).alias(f"__dense{i}"))
+            if last is not None:
+                cols.append(pl.col(last).is_null().alias("__short"))
+            queries: dict[str, pl.LazyFrame] = {"main": b.select(cols)}
+            for c, (_, k) in child_keys.items():
+                if c not in dense_checks:
                     # one entry per key, in the same pass (slices are merged by _key_table)
                     queries[f"keys:{c}"] = key_summary(b, k)
-                    continue
-                ki = _canonical(k) if kind == "digits" else k
-                queries[f"dense:{c}"] = b.select(
-                    pl.len().alias("n"),
-                    ki.null_count().alias("nulls"),  # and text keys that are not canonical integers
-                    (ki - pl.col("__rn").cast(pl.Int64)).min().alias("lo"),
-                    (ki - pl.col("__rn").cast(pl.Int64)).max().alias("hi"),
-                )
-                if t.link is not None:  # the rows not kept as they stand (pending rows: after)
-                    queries[f"bad:{c}"] = b.filter(c_on & not_kept).select(ki.alias("k"))
-            if last is not None:
-                queries["nulls_in_last"] = b.select(pl.col(last).null_count().alias("n"))
+                elif t.link is not None:  # the rows not kept as they stand (pending rows: after)
+                    queries[f"bad:{c}"] = b.filter(c_on & not_kept).select(dense_checks[c].alias("k"))
             return queries
 
-        # In slices of rows (Parquet): a pass with several consumers holds what they share, so a
-        # slice bounds memory whatever the table's length.
         # dense parent: the parent rows behind each status, a bit per status in a byte per parent
         # row, set slice by slice (the child's row references are not held)
         refs_bit: dict[int, np.uint8] = {}
@@ -623,63 +692,113 @@ class PolarsEngine(Engine):
             assert isinstance(parent, _DenseKeys)
             refs_bit = {code: np.uint8(1 << i) for i, code in enumerate(groups)}  # at most 8
             refs_flags = np.zeros(parent.rows, dtype=np.uint8)
+        by_code = np.zeros(256, dtype=np.int64)
+        keeps: list[pl.Series] = []
+        pending_rows: list[np.ndarray] = []
+        pending_raw: list[pl.DataFrame] = []
+        # per dense check: the least and greatest (key - row number) of each slice, and its nulls
+        dense_span: dict[str, list[tuple[Any, Any, int]]] = {c: [] for c in dense_checks}
+        short = 0
+        seen = 0
 
-        def take(name: str, df: pl.DataFrame) -> bool:
-            if not name.startswith("refs:"):
+        def take(name: str, df: pl.DataFrame, offset: int) -> bool:
+            nonlocal short, seen
+            if name != "main":
                 return False
-            assert refs_flags is not None
-            refs_flags[df.to_series().to_numpy()] |= refs_bit[int(name.split(":")[1])]
+            seen += df.height
+            keep = df["__keep"]
+            keeps.append(keep)
+            refs = df["__ref"].to_numpy()
+            if t.link is None:
+                on_list = keep.to_numpy()
+                by_code[cats[0]] += int(keep.sum())
+                member = {cats[0]: on_list} if cats[0] in groups else {}
+                pending = ~on_list if nhs is not None else None
+            else:
+                cat = df["__cat"].to_numpy()
+                found = np.bincount(cat, minlength=256)
+                for i, code in enumerate(cats):
+                    by_code[code] += int(found[i])
+                member = {code: cat == cats.index(code) for code in groups}
+                pending = cat == _PENDING if nhs is not None and found[_PENDING] else None
+            for code, rows in member.items():
+                mine = refs[rows]
+                if refs_flags is not None:
+                    refs_flags[mine] |= refs_bit[code]
+                else:
+                    sets.add_prefixes(code, mine[mine != _NO_ROW])
+            if "__out" in df.columns:
+                outside = df["__out"]
+                if outside.null_count() < outside.len():
+                    values = outside.fill_null(-1).to_numpy()
+                    for code, rows in member.items():
+                        mine = values[rows]
+                        sets.add(code, mine[mine >= 0])
+            if pending is not None and pending.any():
+                pending_rows.append(np.flatnonzero(pending) + offset)
+                pending_raw.append(
+                    df.filter(pl.Series(pending)).select(
+                        pl.col(f"__raw{i}").alias(c) for i, c in enumerate(raw)
+                    )
+                )
+            for i, c in enumerate(dense_checks):
+                d = df[f"__dense{i}"]
+                dense_span[c].append((d.min(), d.max(), d.null_count()))
+            if "__short" in df.columns:
+                short += int(df["__short"].sum())
             return True
 
         got = self._collect_sliced(queries_of, based, lf, src, take)
-
-        tallied = got["sum:tally"].row(0, named=True)
-        rows_in = int(tallied["rows"])
-        by_code = np.zeros(256, dtype=np.int64)
-        for code in tally:
-            by_code[code] += int(tallied[str(code)] or 0)
+        rows_in = seen
         if rows_in == 0:
             raise InputError(
                 f"{src.path.name} has no rows",
                 where=Location(file=src.path),
                 hint="a table with no rows usually means the export failed: export it again",
             )
-        if last is not None and got["nulls_in_last"]["n"][0]:
+        if short:
             # Polars fills a short row with nulls: DuckDB's strict reader decides
             err = self._duckdb_error(src)
             if err is not None:
                 raise err
-        keep_s = got["keep"].to_series().rename("__keep")
+        keep_s = (pl.concat(keeps) if len(keeps) > 1 else keeps[0]).rename("__keep")
         counts = TableCounts(rows_in=rows_in)
-        people: dict[int, list[pl.Series]] = {}
-        for name, df in got.items():
-            if name.startswith("people:"):
-                people.setdefault(int(name.split(":")[1]), []).append(df.to_series().cast(pl.Int64))
         pend_rows = np.empty(0, dtype=np.int64)
         pend_persons = np.empty(0, dtype=np.int64)
         pend_status = np.empty(0, dtype=np.uint8)
-        pend = got.get("pend")
-        if pend is not None and pend.height:
+        pend: pl.DataFrame | None = None
+        if pending_rows:
             assert nhs is not None
-            pend = pend.sort("__rn")
-            pend_rows = pend["__rn"].cast(pl.Int64).to_numpy()
+            pend_rows = np.concatenate(pending_rows)
+            pend_cols = [
+                pl.col("__rn"),
+                pl.col(nhs),
+                (cand if cand is not None else pl.lit(None, pl.Int64)).alias("__cand"),
+            ]
+            if t.trace_key is not None:
+                pend_cols.append(pl.col(t.trace_key).alias("__tk"))
+            if t.link is not None:
+                pend_cols += [c_present, c_bad]
+            pend_cols += [k.alias(f"__ck_{c}") for c, (_, k) in child_keys.items()]
+            rows_of_pend = pl.concat(pending_raw).with_columns(__rn=pl.Series(pend_rows, dtype=pl.UInt32))
+            pend = based(rows_of_pend.lazy()).select(pend_cols).collect()
             pend_status, pend_persons = self._settle(t, plan, pend, counts)
             settled = np.bincount(pend_status, minlength=256)
             by_code += settled
             kept_late = pend_rows[pend_status < 10]
             if kept_late.size:  # e.g. a number spelt with spaces, traced or released under a reason
                 keep_s = keep_s.scatter(kept_late, True)
-            for code in np.flatnonzero(settled):
-                ps = pend_persons[(pend_status == code) & (pend_persons >= 0)]
-                if ps.size:
-                    people.setdefault(int(code), []).append(pl.Series(ps, dtype=pl.Int64))
+            if not dense_parent:
+                for code in np.flatnonzero(settled):
+                    ps = pend_persons[(pend_status == code) & (pend_persons >= 0)]
+                    sets.add(int(code), ps)
         if dense_parent:
             assert t.link is not None
             assert refs_flags is not None
             n_people = self._people_of_rows(t.link.parent, refs_flags, refs_bit)
             del refs_flags
         else:
-            n_people = {code: _distinct(parts) for code, parts in people.items()}
+            n_people = {int(code): sets.count(int(code)) for code in np.flatnonzero(by_code)}
         for code in np.flatnonzero(by_code):
             st_ = Status(int(code))
             counts.by_status[st_] = [int(by_code[code]), int(n_people.get(int(code), 0))]
@@ -693,15 +812,16 @@ class PolarsEngine(Engine):
             c = ch.parent_column
             kind, k = child_keys[c]
             pend_keys = pend[f"__ck_{c}"] if pend is not None and pend.height else None
-            dense = got.get(f"dense:{c}")
-            if dense is not None and dense["nulls"][0] == 0 and dense["lo"][0] == dense["hi"][0]:
+            spans = dense_span.get(c, [])
+            ends = {v for lo, hi, _ in spans for v in (lo, hi)}
+            if spans and not any(nulls for _, _, nulls in spans) and len(ends) == 1:
                 bad_keys = [np.empty(0, dtype=np.int64)]
                 if f"bad:{c}" in got:
                     bad_keys.append(got[f"bad:{c}"]["k"].cast(pl.Int64).to_numpy())
                 if pend_keys is not None:
                     bad_keys.append(pend_keys.cast(pl.Int64).to_numpy()[pend_status >= 10])
                 self._keys[(t.name, c)] = _DenseKeys(
-                    first=int(dense["lo"][0]), rows=rows_in, bad=np.concatenate(bad_keys)
+                    first=int(spans[0][0]), rows=rows_in, bad=np.concatenate(bad_keys)
                 )
                 continue
             done = got.get(f"keys:{c}")
@@ -795,33 +915,28 @@ class PolarsEngine(Engine):
             hit = (flags[orow] & bit) != 0 if orow.size else np.zeros(0, dtype=bool)
             extra[code] = opers[hit & (opers >= 0)]
         flags[orow] = 0  # their person is the settled one, not the number as read
-        if info.cand is None or not flags.any():
-            return {code: _distinct([pl.Series(extra[code], dtype=pl.Int64)]) for code in bits}
-        marked = pl.DataFrame({"__f": flags}).lazy()
-        lf = pl.concat([self._scan(src).select(info.cand.alias("p")), marked], how="horizontal")
-        lf = lf.filter(pl.col("__f") > 0)
-        if not any(e.size for e in extra.values()):  # the usual case: counts will do
-            (counts,) = self._collect(
-                [
-                    lf.select(
-                        pl.col("p")
-                        .filter((pl.col("__f") & int(bit)) > 0)
-                        .drop_nulls()
-                        .n_unique()
-                        .alias(str(code))
-                        for code, bit in bits.items()
-                    )
-                ],
-                src,
-            )
-            return {code: int(counts[str(code)][0]) for code in bits}
-        pairs = lf.select(pl.col("__f").alias("f"), "p").drop_nulls().unique()
-        (found,) = self._collect([pairs], src)
-        out = {}
-        for code, bit in bits.items():
-            mine = found.filter((pl.col("f") & int(bit)) > 0)["p"].cast(pl.Int64)
-            out[code] = _distinct([pl.Series(extra[code], dtype=pl.Int64), mine])
-        return out
+        sets = _PeopleSets(self._allow_np)
+        for code, persons in extra.items():
+            sets.add(code, persons)
+        if info.cand is not None and flags.any():
+            # the parent's numbers, slice by slice beside the flags (no join): a flagged row not
+            # settled apart was kept by its number as read, so its person is on the allow-list
+            marked = pl.DataFrame({"__f": flags}).lazy()
+            lf = pl.concat([self._scan(src).select(info.cand.alias("__p")), marked], how="horizontal")
+
+            def queries_of(b: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
+                hit = b.filter((pl.col("__f") > 0) & pl.col("__p").is_not_null())
+                return {"refs": hit.select(sets.prefix(pl.col("__p")).fill_null(_NO_ROW).alias("q"), "__f")}
+
+            def take(name: str, df: pl.DataFrame, offset: int) -> bool:
+                q, f = df["q"].to_numpy(), df["__f"].to_numpy()
+                for code, bit in bits.items():
+                    mine = q[(f & bit) != 0]
+                    sets.add_prefixes(code, mine[mine != _NO_ROW])
+                return True
+
+            self._collect_sliced(queries_of, lambda b: b, lf, src, take)
+        return {code: sets.count(code) for code in bits}
 
     # ------------------------------------------------------------------ writing
 
