@@ -96,7 +96,7 @@ def test_people_sets_count_distinct_people_exactly(
 ) -> None:
     """``_PeopleSets`` against Python's sets: people inside the allow-list's span (byte or bit
     maps), outside it (kept as numbers), small additions kept as numbers beside a status's map,
-    more statuses than there are maps, repeats."""
+    more statuses than there are maps, repeats, and the offset that stands for no one."""
     sets = polars_engine._PeopleSets(np.array(sorted(allow), dtype=np.int64))
     sets.MAP_MIN = map_min
     if bits:
@@ -104,6 +104,7 @@ def test_people_sets_count_distinct_people_exactly(
     expected: dict[int, set[int]] = {}
     for status, persons in added:
         sets.add(int(status), np.array(persons, dtype=np.int64))
+        sets.add_prefixes(int(status), np.full(len(persons), sets.nobody, dtype=np.uint32))  # no one
         expected.setdefault(int(status), set()).update(persons)
     for code in expected:
         assert sets.count(code) == len(expected[code])

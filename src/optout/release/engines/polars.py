@@ -160,7 +160,6 @@ def _distinct(parts: list[pl.Series]) -> int:
     return int(pl.concat(parts).n_unique()) if len(parts) > 1 else int(parts[0].n_unique())
 
 
-_NO_ROW = 0xFFFFFFFF  # "none" in the UInt32 columns of the pass (no person, no parent row)
 _PENDING = 255  # the category of a row whose number is not on the list as read
 
 
@@ -189,6 +188,11 @@ class _PeopleSets:
         self._listed: dict[int, list[np.ndarray]] = {}  # prefixes not in a map
         self._out: dict[int, list[np.ndarray]] = {}  # numbers outside the span
 
+    @property
+    def nobody(self) -> int:
+        """The offset that stands for no person (one past the span): ``add_prefixes`` skips it."""
+        return self.span
+
     def prefix(self, person: pl.Expr) -> pl.Expr:
         """A person's prefix offset (UInt32), null when there is none or it is outside the span."""
         # not strict: Polars may compute it for every row, outside the ``when``
@@ -200,14 +204,16 @@ class _PeopleSets:
         return self.span > self.BYTES_MAX
 
     def add_prefixes(self, code: int, q: np.ndarray) -> None:
-        """Add people by prefix offset (each in ``[0, span)``; repeats allowed)."""
+        """Add people by prefix offset (each in ``[0, span)``, or ``nobody``; repeats allowed).
+        A map has a place for ``nobody`` too, so a whole column goes in with no selection."""
         if not q.size:
             return
         if code not in self._maps and q.size >= self.MAP_MIN and len(self._maps) < self.MAPS:
-            self._maps[code] = np.zeros((self.span + 7) // 8 if self._bits else self.span, dtype=np.uint8)
+            places = self.span + 1
+            self._maps[code] = np.zeros((places + 7) // 8 if self._bits else places, dtype=np.uint8)
         m = self._maps.get(code)
         if m is None:
-            self._listed.setdefault(code, []).append(q.astype(np.int64))
+            self._listed.setdefault(code, []).append(q[q != self.nobody].astype(np.int64))
         elif self._bits:
             q = q.astype(np.int64, copy=False)
             np.bitwise_or.at(m, q >> 3, (1 << (q & 7)).astype(np.uint8))
@@ -222,6 +228,9 @@ class _PeopleSets:
         if not inside.all():
             self._out.setdefault(code, []).append(persons[~inside])
 
+    def _held(self, m: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return ((m[q >> 3] >> (q & 7).astype(np.uint8)) & 1) != 0 if self._bits else m[q] != 0
+
     def count(self, code: int) -> int:
         m = self._maps.get(code)
         listed = self._listed.get(code, [])
@@ -230,9 +239,9 @@ class _PeopleSets:
             return n + _distinct([pl.Series(a, dtype=pl.Int64) for a in listed])
         if listed:  # the listed ones the map does not hold
             q = np.unique(np.concatenate(listed))
-            held = (m[q >> 3] >> (q & 7).astype(np.uint8)) & 1 if self._bits else m[q]
-            n += int(np.count_nonzero(held == 0))
-        return n + int(np.bitwise_count(m).sum() if self._bits else np.count_nonzero(m))
+            n += int(np.count_nonzero(~self._held(m, q)))
+        nobody = int(self._held(m, np.array([self.nobody]))[0])
+        return n - nobody + int(np.bitwise_count(m).sum() if self._bits else np.count_nonzero(m))
 
 
 # --------------------------------------------------------------------------- link key summaries
@@ -462,11 +471,27 @@ class PolarsEngine(Engine):
             got = dict(zip(qs, self._collect(list(qs.values()), src), strict=True))
             return {name: df for name, df in got.items() if take is None or not take(name, df, 0)}
         parts: dict[str, list[pl.DataFrame]] = {}
-        for offset in range(0, rows, SLICE_ROWS):
-            qs = queries_of(based(scan.slice(offset, SLICE_ROWS)))
-            for name, df in zip(qs, self._collect(list(qs.values()), src), strict=True):
+
+        def taken(got: dict[str, pl.DataFrame], offset: int) -> None:
+            for name, df in got.items():
                 if take is None or not take(name, df, offset):
                     parts.setdefault(name, []).append(df)
+
+        # each slice's results are taken on a thread while Polars reads the next slice (NumPy's
+        # work beside Polars'); at most two slices' results are held
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="optout-take") as taker:
+            taking: Future[None] | None = None
+            for offset in range(0, rows, SLICE_ROWS):
+                qs = queries_of(based(scan.slice(offset, SLICE_ROWS)))
+                got = dict(zip(qs, self._collect(list(qs.values()), src), strict=True))
+                if taking is not None:
+                    taking.result()
+                taking = taker.submit(taken, got, offset)
+                del got
+            if taking is not None:
+                taking.result()
         return {name: pl.concat(frames) for name, frames in parts.items()}
 
     def _trace_map(self, plan: ReleasePlan) -> pl.DataFrame:
@@ -663,13 +688,18 @@ class PolarsEngine(Engine):
             if self._dense_ok(plan, t, next(ch for ch in t.children if ch.parent_column == c), kind):
                 dense_checks[c] = _canonical(k) if kind == "digits" else k
 
+        # nobody: the place one past the parent's rows, or one past the people's span
+        nobody = parent.rows if dense_parent and isinstance(parent, _DenseKeys) else sets.nobody
+
         def queries_of(b: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
-            cols = [keep_now.alias("__keep"), pl.when(in_groups).then(ref).fill_null(_NO_ROW).alias("__ref")]
+            cols = [keep_now.alias("__keep")]
+            for i, where in enumerate(groups.values()):  # a column per status, ``nobody`` elsewhere
+                cols.append(pl.when(where).then(ref).fill_null(nobody).cast(pl.UInt32).alias(f"__ref{i}"))
+                if nhs is None and not dense_parent:  # a parent's person outside the span
+                    outside = where & pl.col("__p").is_not_null() & ref.is_null()
+                    cols.append(pl.when(outside).then(pl.col("__p")).alias(f"__out{i}"))
             if t.link is not None:
                 cols.append(category.alias("__cat"))
-            if nhs is None and not dense_parent:  # a parent's person outside the span
-                out_of_span = in_groups & pl.col("__p").is_not_null() & ref.is_null()
-                cols.append(pl.when(out_of_span).then(pl.col("__p")).alias("__out"))
             cols += [pl.when(c_on.not_()).then(pl.col(c)).alias(f"__raw{i}") for i, c in enumerate(raw)]
             for i, ki in enumerate(dense_checks.values()):  # key - row number: one value when dense
                 cols.append((ki - pl.col("__rn").cast(pl.Int64)).alias(f"__dense{i}"))
@@ -691,7 +721,7 @@ class PolarsEngine(Engine):
         if dense_parent:
             assert isinstance(parent, _DenseKeys)
             refs_bit = {code: np.uint8(1 << i) for i, code in enumerate(groups)}  # at most 8
-            refs_flags = np.zeros(parent.rows, dtype=np.uint8)
+            refs_flags = np.zeros(parent.rows + 1, dtype=np.uint8)  # and a place for nobody
         by_code = np.zeros(256, dtype=np.int64)
         keeps: list[pl.Series] = []
         pending_rows: list[np.ndarray] = []
@@ -708,38 +738,32 @@ class PolarsEngine(Engine):
             seen += df.height
             keep = df["__keep"]
             keeps.append(keep)
-            refs = df["__ref"].to_numpy()
+            pending: pl.Series | None = None
             if t.link is None:
-                on_list = keep.to_numpy()
                 by_code[cats[0]] += int(keep.sum())
-                member = {cats[0]: on_list} if cats[0] in groups else {}
-                pending = ~on_list if nhs is not None else None
+                if nhs is not None and by_code[cats[0]] < seen:
+                    pending = keep.not_()
             else:
-                cat = df["__cat"].to_numpy()
-                found = np.bincount(cat, minlength=256)
+                cat = df["__cat"]
+                found = np.bincount(cat.to_numpy(), minlength=256)
                 for i, code in enumerate(cats):
                     by_code[code] += int(found[i])
-                member = {code: cat == cats.index(code) for code in groups}
-                pending = cat == _PENDING if nhs is not None and found[_PENDING] else None
-            for code, rows in member.items():
-                mine = refs[rows]
+                if nhs is not None and found[_PENDING]:
+                    pending = cat == _PENDING
+            for i, code in enumerate(groups):
+                refs = df[f"__ref{i}"].to_numpy()
                 if refs_flags is not None:
-                    refs_flags[mine] |= refs_bit[code]
+                    refs_flags[refs] |= refs_bit[code]
                 else:
-                    sets.add_prefixes(code, mine[mine != _NO_ROW])
-            if "__out" in df.columns:
-                outside = df["__out"]
-                if outside.null_count() < outside.len():
-                    values = outside.fill_null(-1).to_numpy()
-                    for code, rows in member.items():
-                        mine = values[rows]
-                        sets.add(code, mine[mine >= 0])
-            if pending is not None and pending.any():
-                pending_rows.append(np.flatnonzero(pending) + offset)
+                    sets.add_prefixes(code, refs)
+                if f"__out{i}" in df.columns:
+                    outside = df[f"__out{i}"].drop_nulls()
+                    if outside.len():
+                        sets.add(code, outside.to_numpy())
+            if pending is not None:
+                pending_rows.append(pending.arg_true().cast(pl.Int64).to_numpy() + offset)
                 pending_raw.append(
-                    df.filter(pl.Series(pending)).select(
-                        pl.col(f"__raw{i}").alias(c) for i, c in enumerate(raw)
-                    )
+                    df.filter(pending).select(pl.col(f"__raw{i}").alias(c) for i, c in enumerate(raw))
                 )
             for i, c in enumerate(dense_checks):
                 d = df[f"__dense{i}"]
@@ -795,7 +819,7 @@ class PolarsEngine(Engine):
         if dense_parent:
             assert t.link is not None
             assert refs_flags is not None
-            n_people = self._people_of_rows(t.link.parent, refs_flags, refs_bit)
+            n_people = self._people_of_rows(t.link.parent, refs_flags[:-1], refs_bit)
             del refs_flags
         else:
             n_people = {int(code): sets.count(int(code)) for code in np.flatnonzero(by_code)}
@@ -926,13 +950,13 @@ class PolarsEngine(Engine):
 
             def queries_of(b: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
                 hit = b.filter((pl.col("__f") > 0) & pl.col("__p").is_not_null())
-                return {"refs": hit.select(sets.prefix(pl.col("__p")).fill_null(_NO_ROW).alias("q"), "__f")}
+                q = sets.prefix(pl.col("__p")).fill_null(sets.nobody).cast(pl.UInt32)
+                return {"refs": hit.select(q.alias("q"), "__f")}
 
             def take(name: str, df: pl.DataFrame, offset: int) -> bool:
                 q, f = df["q"].to_numpy(), df["__f"].to_numpy()
                 for code, bit in bits.items():
-                    mine = q[(f & bit) != 0]
-                    sets.add_prefixes(code, mine[mine != _NO_ROW])
+                    sets.add_prefixes(code, q[(f & bit) != 0])
                 return True
 
             self._collect_sliced(queries_of, lambda b: b, lf, src, take)
