@@ -5,9 +5,11 @@ in chunks, through Polars' streaming reader. A number is looked up in the allow-
 read (one hash set, built once per table); a row whose number is on the list needs nothing else
 (only valid numbers are on it). Only the few rows that are not (opted out, invalid, odd
 spellings) go through the full NHS-number rules (``optout.nhs_number.parse_array``, the same
-code the reference engine's ``parse`` is tested against) and get a reason. Each row's verdict is
-kept as one bit (a Boolean column); rows per status are summed in the same pass, and people are
-counted with exact distinct counts. Long Parquet tables are classified in slices of rows.
+code the reference engine's ``parse`` is tested against) and get a reason. One query returns
+per-row columns (the verdict as one bit, the row's category, the person or parent row behind it
+per status, the pending rows' own columns) that NumPy takes slice by slice: rows per status
+are counted from them, and people exactly, by the prefix of their number (``_PeopleSets``).
+Long Parquet tables are classified in slices of rows.
 
 **Write** is then one streaming copy, ``scan -> filter(kept) -> sink``, which keeps the source's
 row order, its Parquet schema and codec (checked on a probe; a type Polars would change is written
