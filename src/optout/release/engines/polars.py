@@ -742,8 +742,9 @@ class PolarsEngine(Engine):
             keeps.append(keep)
             pending: pl.Series | None = None
             if t.link is None:
-                by_code[cats[0]] += int(keep.sum())
-                if nhs is not None and by_code[cats[0]] < seen:
+                kept = int(keep.sum())
+                by_code[cats[0]] += kept
+                if nhs is not None and kept < df.height:
                     pending = keep.not_()
             else:
                 cat = df["__cat"]
