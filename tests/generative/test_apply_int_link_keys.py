@@ -13,11 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.support.generative import shared_store
+from tests.support.generative import assert_engines_agree
 
 from optout.dat import write_dat
 from optout.nhs_number import synthetic
-from optout.release import apply_opt_outs
 from optout.release.engines import embedded_engine_names
 
 POOL = [int(n) for n in synthetic(8, seed=11)]
@@ -89,23 +88,16 @@ def test_integer_link_keys_agree_with_reference(s: dict[str, Any]) -> None:
         tables = [root / "patients.parquet", root / "episodes.parquet", root / "items.parquet"]
         cl = root / "cleaned.dat"
         write_dat(cl, sorted(s["allow"]))
-        results = {}
-        for engine in ENGINES:
-            rep = apply_opt_outs(
-                tables,
-                out_dir=root / f"out-{engine}",
-                cleaned_list=cl,
-                checked_at=CHECKED,
-                nhs_columns={"patients": "nhs_number"},
-                links=["episodes.pid=patients.pid", "items.cid=episodes.cid"],
-                unmatched=s["unmatched"],
-                release_reason="disproportionate-effort" if s["unmatched"] == "release" else None,
-                engine=engine,
-                store=shared_store(),
-                now=NOW,
-            )
-            outputs = {p.name: _rows(root / f"out-{engine}" / p.name) for p in tables}
-            results[engine] = (rep.to_dict()["tables"], outputs)
-        for engine in ENGINES:
-            assert results[engine][1] == results["reference"][1], engine
-            assert results[engine][0] == results["reference"][0], engine
+        assert_engines_agree(
+            tables,
+            root,
+            ENGINES,
+            _rows,
+            cleaned_list=cl,
+            checked_at=CHECKED,
+            nhs_columns={"patients": "nhs_number"},
+            links=["episodes.pid=patients.pid", "items.cid=episodes.cid"],
+            unmatched=s["unmatched"],
+            release_reason="disproportionate-effort" if s["unmatched"] == "release" else None,
+            now=NOW,
+        )

@@ -13,11 +13,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from tests.support.generative import shared_store, write_csv
+from tests.support.generative import assert_engines_agree, write_csv
 
 from optout.dat import write_dat
 from optout.nhs_number import synthetic
-from optout.release import apply_opt_outs
 from optout.release.engines import embedded_engine_names
 
 POOL = [str(n) for n in synthetic(6, seed=17)]
@@ -103,22 +102,15 @@ def test_text_link_keys_agree_with_reference(s: dict[str, Any]) -> None:
         nhs = {"patients": "nhs_number"}
         if s["child_has_number"]:
             nhs["episodes"] = "nhs_number"
-        results = {}
-        for engine in ENGINES:
-            rep = apply_opt_outs(
-                tables,
-                out_dir=root / f"out-{engine}",
-                cleaned_list=cl,
-                checked_at=CHECKED,
-                nhs_columns=nhs,
-                links=["episodes.pid=patients.pid", "items.cid=episodes.cid"],
-                unmatched="withhold",
-                engine=engine,
-                store=shared_store(),
-                now=NOW,
-            )
-            outputs = {p.name: (root / f"out-{engine}" / p.name).read_bytes() for p in tables}
-            results[engine] = (rep.to_dict()["tables"], outputs)
-        for engine in ENGINES:
-            assert results[engine][1] == results["reference"][1], engine
-            assert results[engine][0] == results["reference"][0], engine
+        assert_engines_agree(
+            tables,
+            root,
+            ENGINES,
+            Path.read_bytes,
+            cleaned_list=cl,
+            checked_at=CHECKED,
+            nhs_columns=nhs,
+            links=["episodes.pid=patients.pid", "items.cid=episodes.cid"],
+            unmatched="withhold",
+            now=NOW,
+        )
