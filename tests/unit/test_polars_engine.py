@@ -184,3 +184,66 @@ def test_a_latin1_trace_index_is_copied_into_the_spill_folder_not_beside_it(
     copied = [p for p in copies if p.name != "patients.csv"]
     assert copied and all(p.parent != src for p in copied)  # in the spill folder, gone now
     assert rep.tables[0].rows_out == 3  # p1 traced through the index
+
+
+def test_a_hashing_file_hashes_what_it_writes_and_gives_up_after_a_seek(tmp_path: Path) -> None:
+    import hashlib
+
+    from optout.release.engines.base import HashingFile
+
+    with HashingFile(tmp_path / "a") as f:
+        f.write(b"abc")
+        f.write(memoryview(b"defg"))
+        assert f.tell() == 7
+        assert f.sha256() is None  # not until closed
+    assert (
+        f.sha256()
+        == hashlib.sha256(b"abcdefg").hexdigest()
+        == hashlib.sha256((tmp_path / "a").read_bytes()).hexdigest()
+    )
+    with HashingFile(tmp_path / "b") as g:
+        g.write(b"abc")
+        g.seek(0)
+        g.write(b"x")
+    assert (tmp_path / "b").read_bytes() == b"xbc"  # written as asked
+    assert g.sha256() is None  # so the caller hashes the file
+
+
+@pytest.mark.parametrize("path", ["polars-parquet", "pyarrow-parquet", "csv"])
+def test_the_manifest_hashes_are_the_files_hashes_when_taken_while_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Each output is hashed on its way to the file (no second read); the manifest must still
+    hold the SHA-256 of the file as it lies in the release, on every write path."""
+    import hashlib
+    import json
+
+    from optout.release import make
+
+    if path == "pyarrow-parquet":  # the exact-schema path (PyArrow's writer)
+        monkeypatch.setattr(polars_engine.PolarsEngine, "_polars_writes_exactly", lambda *a: False)
+    reread: list[Path] = []
+    real_sha = make.sha256_file
+    monkeypatch.setattr(make, "sha256_file", lambda p: (reread.append(p), real_sha(p))[1])
+    fmt = "csv" if path == "csv" else "parquet"
+    ex = synth.extract(tmp_path / "x", 60, 300, seed=5, format=fmt, missing_rate=0.05, invalid_rate=0.05)
+    pop = synth.population(60, 5)
+    synth.write_cleaned_list(tmp_path / "cleaned.dat", synth.cleaned_list(pop, 0.2, 5))
+    apply_opt_outs(
+        ex.tables,
+        out_dir=tmp_path / "rel",
+        cleaned_list=tmp_path / "cleaned.dat",
+        checked_at=CHECKED,
+        links=ex.links,
+        nhs_columns=ex.nhs_columns,
+        unmatched="withhold",
+        store=Store(f"sqlite:///{tmp_path / 'store.db'}"),
+        now=CHECKED + timedelta(days=1),
+    )
+    manifest = json.loads((tmp_path / "rel" / "release.json").read_text())
+    assert {f["path"]: f["sha256"] for f in manifest["files"]} == {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (tmp_path / "rel").iterdir()
+        if p.name != "release.json"
+    }
+    assert not [p for p in reread if p.parent.name.startswith(".rel")]  # none read back

@@ -35,7 +35,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -51,6 +51,7 @@ from optout.nhs_number import Reason, parse_array
 from optout.release.engines.base import (
     PROBLEM_ROWS_SHOWN,
     Engine,
+    HashingFile,
     Lists,
     ProgressFn,
     Status,
@@ -979,7 +980,10 @@ class PolarsEngine(Engine):
         try:
             if src.format == "parquet":
                 if self._polars_writes_exactly(src, out_path):
-                    lf.sink_parquet(out_path, **self._parquet_options(src))
+                    options = self._parquet_options(src)
+                    with HashingFile(out_path) as f:  # hashed on its way out: no second read
+                        lf.sink_parquet(cast(IO[bytes], f), **options)
+                    self._hashed(out_path, f)
                 else:
                     self._write_arrow(src, info.keep.to_numpy(), out_path)
             else:
@@ -1065,26 +1069,38 @@ class PolarsEngine(Engine):
         codec = (src.compression or "SNAPPY").lower()
         codec = {"uncompressed": "none", "lz4_raw": "lz4"}.get(codec, codec)
         offset = 0
-        with pq.ParquetWriter(out_path, f.schema_arrow, compression=codec) as w:
+        with (
+            HashingFile(out_path) as out,
+            pq.ParquetWriter(out, f.schema_arrow, compression=codec) as w,
+        ):
             for batch in f.iter_batches(batch_size=1 << 17):
                 m = keep[offset : offset + batch.num_rows]
                 offset += batch.num_rows
                 w.write_batch(batch if m.all() else batch.filter(pa.array(m)))
+        self._hashed(out_path, out)
+
+    def _hashed(self, out_path: Path, f: HashingFile) -> None:
+        digest = f.sha256()
+        if digest is not None:
+            self._written_sha256[out_path] = digest
 
     def _write_csv(self, src: TableSource, lf: pl.LazyFrame, out_path: Path) -> None:
         enc = src.encoding or "utf-8"
         raw = out_path if enc in ("utf-8", "utf-8-sig") else out_path.with_name(out_path.name + ".utf8")
-        lf.sink_csv(
-            raw,
-            include_bom=enc == "utf-8-sig",
-            separator=src.delimiter or ",",
-            quote_char=src.quote or '"',
-            line_terminator=src.newline or "\n",
-            null_value="",
-            check_extension=False,
-        )
+        with HashingFile(raw) as f:
+            lf.sink_csv(
+                cast(IO[bytes], f),
+                include_bom=enc == "utf-8-sig",
+                separator=src.delimiter or ",",
+                quote_char=src.quote or '"',
+                line_terminator=src.newline or "\n",
+                null_value="",
+                check_extension=False,
+            )
         if raw != out_path:
             reencode(raw, out_path, enc)
+        else:
+            self._hashed(out_path, f)
 
 
 def _parquet_columns(f: Any) -> list[tuple[Any, ...]]:
