@@ -247,3 +247,27 @@ def test_the_manifest_hashes_are_the_files_hashes_when_taken_while_writing(
         if p.name != "release.json"
     }
     assert not [p for p in reread if p.parent.name.startswith(".rel")]  # none read back
+
+
+def test_a_hashing_file_sends_its_bytes_to_disk_as_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import os
+
+    from optout.release.engines import base
+
+    synced: list[int] = []
+    monkeypatch.setattr(base.HashingFile, "SYNC_EVERY", 10)
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size))
+    blocks = [bytes([i]) * 7 for i in range(9)]
+    with base.HashingFile(tmp_path / "a") as f:
+        for b in blocks:
+            f.write(b)
+            if f._syncing is not None:
+                f._syncing.result()  # one at a time, so each is seen
+    data = b"".join(blocks)
+    assert (tmp_path / "a").read_bytes() == data
+    assert f.sha256() == hashlib.sha256(data).hexdigest()
+    assert synced and all(0 < n <= len(data) for n in synced)  # flushed to the OS before each sync
+    assert synced == sorted(synced)
