@@ -2,7 +2,8 @@
 
 Layers, bottom to top (DEVELOPERS.md "Layout"):
 
-    ground floor   errors, nhs_number, dat, tables, atomic, config, store, mesh, text, version, migrations
+    ground floor   errors, nhs_number, dat, digest, tables, atomic, config, store, mesh, text, version,
+                   migrations
     audit/         the hash-chained trail and the evidence pack
     policy/        flow files, rules, exemptions, the register of flows
     check/         the organisation's side of the check service (cohort, exchange, cleaned list, cache)
@@ -30,6 +31,7 @@ GROUND = {
     "errors",
     "nhs_number",
     "dat",
+    "digest",
     "tables",
     "atomic",
     "config",

@@ -187,6 +187,10 @@ def apply_cmd(
     made), records the release, and prints the report. Exit 4 when refused by policy (unmatched
     NHS numbers with --unmatched fail, or the deadline has passed).
     """
+    if tables and not dry_run:  # on the idle core while the libraries below load (optout.digest)
+        from optout.digest import hash_early
+
+        hash_early(tables)
     from rich.console import Console
 
     from optout.release import apply_opt_outs

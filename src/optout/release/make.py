@@ -34,6 +34,7 @@ import numpy as np
 from optout import atomic
 from optout.check.cleaned_list import AllowList, parse_checked_at, read_cleaned_list
 from optout.dat import read_number_file
+from optout.digest import early_sha256
 from optout.errors import InputError, Location, NotFoundError, PolicyRefusal, UsageError
 from optout.release.engines import (
     DEFAULT_ENGINE,
@@ -181,8 +182,8 @@ def _hash_input(src: TableSource) -> dict[str, Any]:
     """A local input's SHA-256; a folder's: each part's, and the SHA-256 of the lines
     ``<sha256>  <part name>`` of its parts in name order (what ``sha256sum part-* | sha256sum``
     prints in the folder)."""
-    if src.kind != "folder":
-        return {"sha256": sha256_file(src.path)}
+    if src.kind != "folder":  # hashed while the command line loaded its libraries, if unchanged
+        return {"sha256": early_sha256(src.path) or sha256_file(src.path)}
     parts = [{"path": p.name, "sha256": sha256_file(p)} for p in src.parts]
     lines = "".join(f"{x['sha256']}  {x['path']}\n" for x in parts)
     return {"sha256": hashlib.sha256(lines.encode("utf-8")).hexdigest(), "parts": parts}

@@ -17,7 +17,6 @@ version, and the counts. Never an NHS number.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from optout import atomic
+from optout.digest import sha256_file
 from optout.errors import OutputError
 
 __all__ = [
@@ -43,14 +43,6 @@ __all__ = [
 
 MANIFEST_NAME = "release.json"
 MANIFEST_FORMAT = "optout-release/1"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
