@@ -16,7 +16,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from optout import synth
-from optout.nhs_number import synthetic
+from optout.nhs_number import check_digit, synthetic
 from optout.release import apply_opt_outs
 from optout.release.engines import polars as polars_engine
 from optout.release.engines.base import Status
@@ -25,6 +25,8 @@ from optout.store import Store
 CHECKED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POOL = [int(n) for n in synthetic(40, seed=3)]  # valid numbers
 OUTSIDE = [int(n) for n in synthetic(5, seed=4)]  # valid, and perhaps outside the allow-list's span
+# valid numbers with consecutive prefixes (number // 10): people who share a byte of a bit map
+NEIGHBOURS = [p * 10 + d for p in range(999_000_000, 999_000_024) if (d := check_digit(p)) is not None]
 
 
 def _read(path: Path) -> list[Any]:
@@ -77,9 +79,11 @@ def test_sliced_classification_agrees_with_reference(
 
 
 @given(
-    allow=st.lists(st.sampled_from(POOL), min_size=1, unique=True),
+    allow=st.lists(st.sampled_from(POOL + NEIGHBOURS), min_size=1, unique=True),
     added=st.lists(
-        st.tuples(st.sampled_from(list(Status)), st.lists(st.sampled_from(POOL + OUTSIDE), max_size=30)),
+        st.tuples(
+            st.sampled_from(list(Status)), st.lists(st.sampled_from(POOL + NEIGHBOURS + OUTSIDE), max_size=30)
+        ),
         max_size=12,
     ),
     bits=st.booleans(),
@@ -91,12 +95,19 @@ def test_sliced_classification_agrees_with_reference(
     bits=False,
     map_min=1,
 )
+@example(  # neighbours in one store: two bits of one byte at once
+    allow=NEIGHBOURS,
+    added=[(Status.KEPT, NEIGHBOURS + NEIGHBOURS[::-1])],
+    bits=True,
+    map_min=1,
+)
 def test_people_sets_count_distinct_people_exactly(
     allow: list[int], added: list[tuple[Any, list[int]]], bits: bool, map_min: int
 ) -> None:
     """``_PeopleSets`` against Python's sets: people inside the allow-list's span (byte or bit
-    maps), outside it (kept as numbers), small additions kept as numbers beside a status's map,
-    more statuses than there are maps, repeats, and the offset that stands for no one."""
+    maps; neighbours sharing a byte of a bit map), outside it (kept as numbers), small additions
+    kept as numbers beside a status's map, more statuses than there are maps, repeats, and the
+    offset that stands for no one."""
     sets = polars_engine._PeopleSets(np.array(sorted(allow), dtype=np.int64))
     sets.MAP_MIN = map_min
     if bits:
