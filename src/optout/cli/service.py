@@ -160,6 +160,9 @@ def run(
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         logging.getLogger("optout.service").info("responder polling %s at %s", settings.mailbox, settings.url)
+        from optout.cli.lifetime import long_running
+
+        long_running()
         responder.run_forever(stop, poll_interval=poll)
 
 

@@ -73,6 +73,7 @@ def serve_cmd(
     """
     import uvicorn
 
+    from optout.cli.lifetime import long_running
     from optout.web.accounts import list_users
     from optout.web.app import create_app
 
@@ -90,6 +91,7 @@ def serve_cmd(
         )
     _mask_access_log()
     typer.echo(f"optout web: http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    long_running()
     uvicorn.run(
         app,
         host=host,
