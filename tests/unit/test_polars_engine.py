@@ -40,10 +40,18 @@ def _read(path: Path) -> list[Any]:
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("unmatched", ["withhold", "release"])
 @pytest.mark.parametrize("people_map", ["bytes", "bits"])
+@pytest.mark.parametrize("parent_people", ["held", "read again"])
 def test_sliced_classification_agrees_with_reference(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str, unmatched: str, people_map: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    unmatched: str,
+    people_map: str,
+    parent_people: str,
 ) -> None:
     monkeypatch.setattr(polars_engine, "SLICE_ROWS", 700)  # 3000 episodes: five slices
+    if parent_people == "read again":  # a parent too long to hold its rows' people
+        monkeypatch.setattr(polars_engine, "PEOPLE_ROWS_MAX", 100)
     monkeypatch.setattr(polars_engine._PeopleSets, "MAP_MIN", 1)  # maps even for small tables
     if people_map == "bits":  # as when the allow-list spans more numbers than a byte map may take
         monkeypatch.setattr(polars_engine._PeopleSets, "BYTES_MAX", 0)
