@@ -12,7 +12,6 @@ it at the source and check again).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from optout.dat import sorted_unique
+from optout.digest import sha256_file
 from optout.errors import InputError, Location, UsageError
 from optout.nhs_number import Reason, parse_array
 
@@ -201,11 +201,7 @@ def read_cohort(
             where=Location(file=path),
             hint="check your account may read the file",
         ) from None
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    file_sha = h.hexdigest()
+    file_sha = sha256_file(path)
     is_parquet = data_head[:4] == b"PAR1" or path.suffix.lower() in tables.PARQUET_SUFFIXES
     if not is_parquet and column is None and _is_plain_list(path, data_head):
         arr: pa.Array | pa.ChunkedArray = _read_plain_list(path, path.read_bytes())

@@ -59,6 +59,7 @@ import pyarrow.compute as pc
 import yaml
 
 from optout import atomic
+from optout.digest import sha256_file
 from optout.errors import InputError, Location, NotFoundError, OutputError, PolicyRefusal, UsageError
 from optout.text import guard_free_text
 
@@ -355,14 +356,6 @@ class CollectionReport:
         return "\n".join(lines)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_columns(profile: Profile, columns: list[str], path: Path) -> None:
     known = profile.known_columns
     unknown = [c for c in columns if c not in known]
@@ -427,7 +420,7 @@ def _write_atomically(path: Path, write: Any) -> str:
         with tmp.open("rb+") as fh:
             os.fchmod(fh.fileno(), atomic.PRIVATE_FILE)
             os.fsync(fh.fileno())
-        sha = _sha256_file(tmp)
+        sha = sha256_file(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(
@@ -614,7 +607,7 @@ def collect(
         consent_values=consent_values,
         checked_at=allow.checked_at.isoformat(),
         deadline=allow.deadline.isoformat(),
-        submission_sha256=_sha256_file(sub_path),
+        submission_sha256=sha256_file(sub_path),
         cleaned_list_sha256=allow.sha256,
         output_sha256=output_sha,
         profile_sha256=prof.sha256,

@@ -52,6 +52,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from optout import audit
+from optout.digest import sha256_file
 from optout.errors import (
     IntegrityError,
     Location,
@@ -327,14 +328,6 @@ def manifest_files(manifest: dict[str, Any]) -> list[ManifestFile]:
     return out
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_release_dir(release: Release) -> tuple[dict[str, Any], list[ManifestFile]]:
     """Check the release folder still matches what was prepared; IntegrityError if not."""
     if not release.out_dir:
@@ -394,7 +387,7 @@ def verify_release_dir(release: Release) -> tuple[dict[str, Any], list[ManifestF
                 where=Location(file=root / MANIFEST_NAME),
                 hint=fix,
             )
-        if _sha256_file(p) != f.sha256:
+        if sha256_file(p) != f.sha256:
             raise IntegrityError(
                 f"release {release.id}: {f.path} has changed since the release was prepared",
                 where=Location(file=root / f.path),
