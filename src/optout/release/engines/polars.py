@@ -897,7 +897,6 @@ class PolarsEngine(Engine):
         held = None
         if people_rows:
             held = people_rows[0] if len(people_rows) == 1 else np.concatenate(people_rows)
-        people_rows = None
         self._tables[t.name] = _Table(
             keep=keep_s,
             rows_out=counts.rows_out,
@@ -1121,20 +1120,21 @@ class PolarsEngine(Engine):
     def _write_csv(self, src: TableSource, lf: pl.LazyFrame, out_path: Path) -> None:
         enc = src.encoding or "utf-8"
         raw = out_path if enc in ("utf-8", "utf-8-sig") else out_path.with_name(out_path.name + ".utf8")
-        with HashingFile(raw) as f:
-            lf.sink_csv(
-                cast(IO[bytes], f),
-                include_bom=enc == "utf-8-sig",
-                separator=src.delimiter or ",",
-                quote_char=src.quote or '"',
-                line_terminator=src.newline or "\n",
-                null_value="",
-                check_extension=False,
-            )
-        if raw != out_path:
+        options: dict[str, Any] = {
+            "include_bom": enc == "utf-8-sig",
+            "separator": src.delimiter or ",",
+            "quote_char": src.quote or '"',
+            "line_terminator": src.newline or "\n",
+            "null_value": "",
+            "check_extension": False,
+        }
+        if raw != out_path:  # a UTF-8 copy first, re-encoded into the output (hashed by the caller)
+            lf.sink_csv(raw, **options)
             reencode(raw, out_path, enc)
-        else:
-            self._hashed(out_path, f)
+            return
+        with HashingFile(out_path) as f:
+            lf.sink_csv(cast(IO[bytes], f), **options)
+        self._hashed(out_path, f)
 
 
 def _parquet_columns(f: Any) -> list[tuple[Any, ...]]:
