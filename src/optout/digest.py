@@ -7,6 +7,9 @@ command line starts hashing its input files at once (``hash_early``), on the idl
 inode, size and modification time before and after it was read, and now. Anything else (another
 file, a file that changed, an error) is hashed again by the caller, as if nothing had been done
 early. Nothing is stored but the digests, in memory.
+
+``Early`` is that mechanism for any work on a file (``optout.dat`` reads the cleaned list with
+it): a result is handed over only for the file as it was while the work read it.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Generic, TypeVar
 
-__all__ = ["early_sha256", "hash_early", "sha256_file"]
+__all__ = ["Early", "early_sha256", "hash_early", "sha256_file"]
+
+T = TypeVar("T")
 
 _BLOCK = 1 << 20
 
@@ -39,11 +45,15 @@ def _identity(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-class _Early:
-    """Digests of the files hashed early, each with the identity its file had while it was read."""
+class Early(Generic[T]):
+    """Work on files started ahead of need on a daemon thread (``start``), each result kept with
+    the identity its file had while the work read it, and handed over (``get``) only while the
+    file still has it. A failure is dropped: the caller does the work itself and reports it."""
 
-    def __init__(self) -> None:
-        self._done: dict[Path, tuple[tuple[int, int, int, int], str]] = {}
+    def __init__(self, work: Callable[[Path], T], name: str) -> None:
+        self._work = work
+        self._name = name
+        self._done: dict[Path, tuple[tuple[int, int, int, int], T]] = {}
         self._pending: dict[Path, threading.Event] = {}
         self._lock = threading.Lock()
 
@@ -57,37 +67,40 @@ class _Early:
                     todo.append(p)
         if todo:
             # a daemon: a command that stops early (a usage error) does not wait for it
-            threading.Thread(target=self._run, args=(todo,), name="optout-sha256-early", daemon=True).start()
+            threading.Thread(target=self._run, args=(todo,), name=self._name, daemon=True).start()
 
     def _run(self, paths: list[Path]) -> None:
         for p in paths:
             try:
                 before = _identity(p)
-                digest = sha256_file(p) if before is not None else None
-                if digest is not None and before is not None and _identity(p) == before:
-                    with self._lock:
-                        self._done[p] = (before, digest)
-            except OSError:
-                pass  # the caller hashes it and reports the error itself
+                if before is not None:
+                    result = self._work(p)
+                    if _identity(p) == before:
+                        with self._lock:
+                            self._done[p] = (before, result)
+            except Exception:  # the caller does it again and reports what it finds
+                pass
             finally:
                 with self._lock:
                     event = self._pending.pop(p)
                 event.set()
 
-    def get(self, path: Path) -> str | None:
+    def get(self, path: Path, *, keep: bool = True) -> T | None:
+        """The result for ``path`` (waiting for it if under way) when the file is unchanged since;
+        None otherwise. ``keep=False`` hands it over once (the memory goes with it)."""
         p = Path(os.path.abspath(path))
         with self._lock:
             event = self._pending.get(p)
         if event is not None:
             event.wait()
         with self._lock:
-            found = self._done.get(p)
+            found = self._done.get(p) if keep else self._done.pop(p, None)
         if found is None or _identity(p) != found[0]:
             return None
         return found[1]
 
 
-_EARLY = _Early()
+_EARLY: Early[str] = Early(lambda p: sha256_file(p), "optout-sha256-early")  # looked up at each call
 
 
 def hash_early(paths: Iterable[str | Path]) -> None:

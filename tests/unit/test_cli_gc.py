@@ -80,3 +80,26 @@ def test_service_run_turns_the_collector_back_on(
     monkeypatch.setattr(service_cli.signal, "signal", lambda *a: None)  # pytest's handlers stay
     main(["service", "run"])
     assert seen == [True]
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "1"), ("3", "3")])
+def test_the_script_asks_for_one_blas_thread_unless_told(given: str | None, seen: str) -> None:
+    """NumPy's OpenBLAS would start a spinning thread per core; no command does linear algebra.
+    Set before NumPy loads (the script's ``run``), and a setting in the environment is kept."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    code = (
+        "import atexit, os, sys\n"
+        "from optout.cli import run\n"
+        "atexit.register(lambda: print('blas:', os.environ.get('OPENBLAS_NUM_THREADS')))\n"
+        "assert 'numpy' not in sys.modules  # the setting would come too late\n"
+        "sys.argv = ['optout', '--version']\n"
+        "run()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert f"blas: {seen}" in out

@@ -191,6 +191,10 @@ def apply_cmd(
         from optout.digest import hash_early
 
         hash_early(tables)
+    if cleaned_list is not None:  # parsed and checked meanwhile too (the file's errors: later)
+        from optout.dat import read_early
+
+        read_early(cleaned_list)
     from rich.console import Console
 
     from optout.release import apply_opt_outs
