@@ -39,7 +39,7 @@ def _read(path: Path) -> list[Any]:
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 @pytest.mark.parametrize("unmatched", ["withhold", "release"])
-@pytest.mark.parametrize("people_map", ["bytes", "bits"])
+@pytest.mark.parametrize("people_map", ["held", "bytes", "bits"])
 @pytest.mark.parametrize("parent_people", ["held", "read again"])
 def test_sliced_classification_agrees_with_reference(
     tmp_path: Path,
@@ -52,7 +52,8 @@ def test_sliced_classification_agrees_with_reference(
     monkeypatch.setattr(polars_engine, "SLICE_ROWS", 700)  # 3000 episodes: five slices
     if parent_people == "read again":  # a parent too long to hold its rows' people
         monkeypatch.setattr(polars_engine, "PEOPLE_ROWS_MAX", 100)
-    monkeypatch.setattr(polars_engine._PeopleSets, "MAP_MIN", 1)  # maps even for small tables
+    if people_map != "held":  # maps even for small tables (past one person held per status)
+        monkeypatch.setattr(polars_engine._PeopleSets, "HELD_MAX", 1)
     if people_map == "bits":  # as when the allow-list spans more numbers than a byte map may take
         monkeypatch.setattr(polars_engine._PeopleSets, "BYTES_MAX", 0)
     ex = synth.extract(
@@ -95,29 +96,29 @@ def test_sliced_classification_agrees_with_reference(
         max_size=12,
     ),
     bits=st.booleans(),
-    map_min=st.integers(1, 8),
+    held_max=st.integers(0, 40),
 )
 @example(  # every status at once: more than there are maps
     allow=POOL[:10],
     added=[(s, POOL[i : i + 12] + OUTSIDE[:1]) for i, s in enumerate(Status)],
     bits=False,
-    map_min=1,
+    held_max=0,
 )
 @example(  # neighbours in one store: two bits of one byte at once
     allow=NEIGHBOURS,
     added=[(Status.KEPT, NEIGHBOURS + NEIGHBOURS[::-1])],
     bits=True,
-    map_min=1,
+    held_max=0,
 )
 def test_people_sets_count_distinct_people_exactly(
-    allow: list[int], added: list[tuple[Any, list[int]]], bits: bool, map_min: int
+    allow: list[int], added: list[tuple[Any, list[int]]], bits: bool, held_max: int
 ) -> None:
-    """``_PeopleSets`` against Python's sets: people inside the allow-list's span (byte or bit
-    maps; neighbours sharing a byte of a bit map), outside it (kept as numbers), small additions
-    kept as numbers beside a status's map, more statuses than there are maps, repeats, and the
-    offset that stands for no one."""
+    """``_PeopleSets`` against Python's sets: people inside the allow-list's span (held sorted
+    and merged addition by addition, or in byte or bit maps once past ``HELD_MAX``; neighbours
+    sharing a byte of a bit map), outside it (kept as numbers), more statuses than there are
+    maps, repeats within and across additions, and the offset that stands for no one."""
     sets = polars_engine._PeopleSets(np.array(sorted(allow), dtype=np.int64))
-    sets.MAP_MIN = map_min
+    sets.HELD_MAX = held_max
     if bits:
         sets.BYTES_MAX = 0
     expected: dict[int, set[int]] = {}
