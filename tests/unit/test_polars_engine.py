@@ -291,3 +291,44 @@ def test_a_hashing_file_sends_its_bytes_to_disk_as_it_goes(
     assert f.sha256() == hashlib.sha256(data).hexdigest()
     assert synced and all(0 < n <= len(data) for n in synced)  # flushed to the OS before each sync
     assert synced == sorted(synced)
+
+
+@pytest.mark.parametrize("kind", ["polars writes it as it is", "a decimal", "a time in seconds"])
+def test_a_parquet_release_keeps_the_source_schema_whichever_writer_it_takes(
+    tmp_path: Path, kind: str
+) -> None:
+    """The probe (the first rows written by Polars in memory, started while the tables are
+    classified) sends a table whose types Polars would change to PyArrow's writer: either way
+    the release has the source's schema and values, and nothing but the release in its folder."""
+    import pyarrow as pa
+
+    numbers = POOL[:6]
+    cols: dict[str, Any] = {"nhs_number": pa.array(numbers, pa.int64())}
+    if kind == "a decimal":  # types Polars would write differently (found by the probe)
+        from decimal import Decimal
+
+        cols["cost"] = pa.array([Decimal(f"{d}.20") for d in range(6)], pa.decimal128(10, 2))
+    elif kind == "a time in seconds":
+        from datetime import time
+
+        cols["seen"] = pa.array([time(8, 30, d) for d in range(6)], pa.time32("s"))
+    else:
+        cols["ward"] = pa.array(["A", "B", "A", "C", "B", "A"])
+    src = tmp_path / "episodes.parquet"
+    pq.write_table(pa.table(cols), src, compression="zstd")
+    synth.write_cleaned_list(tmp_path / "cleaned.dat", np.array(sorted(numbers[:4]), dtype=np.int64))
+    apply_opt_outs(
+        [src],
+        out_dir=tmp_path / "rel",
+        cleaned_list=tmp_path / "cleaned.dat",
+        checked_at=CHECKED,
+        engine="polars",
+        store=Store(f"sqlite:///{tmp_path / 'store.db'}"),
+        now=CHECKED + timedelta(days=1),
+    )
+    out = tmp_path / "rel" / "episodes.parquet"
+    assert pq.read_schema(out) == pq.read_schema(src)
+    assert pq.read_table(out).to_pylist() == [
+        r for r in pq.read_table(src).to_pylist() if r["nhs_number"] in numbers[:4]
+    ]
+    assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == ["episodes.parquet", "release.json"]
