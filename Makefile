@@ -14,10 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# bytecode for the package's own modules, as an installed copy has (an editable install has
+# none, and PYTHONDONTWRITEBYTECODE would stop Python writing it): each `optout` process would
+# otherwise compile them again. Up-to-date files are skipped.
+.PHONY: bytecode
+bytecode: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 src/optout
+
+demo: $(STAMP) bytecode
 	$(BIN)/python -m optout.demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium bytecode
 	$(BIN)/python -m pytest -q tests
 
 # the web app's browser tests drive Debian's chromium (Playwright cannot download a browser here)
@@ -25,7 +32,7 @@ test: $(STAMP) chromium
 chromium:
 	command -v chromium >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
-bench: $(STAMP)
+bench: $(STAMP) bytecode
 	$(BIN)/python -m bench $(ARGS)
 
 .PHONY: docs

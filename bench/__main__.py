@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = datetime.now(UTC)
     facts = core.machine()
+    core.compile_package()
     base = core.prepare_data(
         args.rows,
         args.people,
