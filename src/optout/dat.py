@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,12 +34,15 @@ __all__ = [
 SERVICE_REJECTION = b"The file contains one or more invalid NHS Numbers."
 
 
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """Sorted unique int64 (sort-based: much faster than ``np.unique``'s hashing here)."""
-    x = np.asarray(values, dtype=np.int64)
+def sorted_unique(values: np.ndarray, dtype: Any = np.int64) -> np.ndarray:
+    """Sorted unique values as ``dtype`` (sort-based: much faster than ``np.unique``'s hashing
+    here; NumPy's sort is vectorised, about 0.06 s per 10 M uint32)."""
+    x = np.asarray(values, dtype=dtype)
     if x.size < 2:
         return x.copy()
-    if not (x[1:] > x[:-1]).all():  # the service's reply is usually sorted already
+    # the service's reply is usually sorted already; an unsorted array usually shows it at once
+    head = min(x.size, 65)
+    if not ((x[1:head] > x[: head - 1]).all() and (x[1:] > x[:-1]).all()):
         x = np.sort(x)
     else:
         return x.copy()
