@@ -360,6 +360,7 @@ class PolarsEngine(Engine):
         self._utf8: dict[Path, Path] = {}
         self._exact_parquet: dict[Path, bool] = {}
         self._probes: dict[Path, Future[bool]] = {}
+        self._options: dict[Path, dict[str, Any]] = {}
         self._allow = pl.Series("allow", [], dtype=pl.Int64)
         self._allow_np = np.empty(0, dtype=np.int64)
         self._cohort_np: np.ndarray | None = None
@@ -1072,6 +1073,10 @@ class PolarsEngine(Engine):
                     self._utf8.pop(probe.path).unlink()
 
     def _parquet_options(self, src: TableSource) -> dict[str, Any]:
+        """Polars' writer options for this table (its codec, its Arrow schema), read once: the
+        probe (on its thread) and the write ask for them."""
+        if src.path in self._options:
+            return self._options[src.path]
         import pyarrow.parquet as pq
 
         opts: dict[str, Any] = {"compression": _CODECS.get((src.compression or "SNAPPY").upper(), "snappy")}
@@ -1079,6 +1084,7 @@ class PolarsEngine(Engine):
         if b"ARROW:schema" in meta:
             # the source's Arrow schema (string, not Polars' large_string): what PyArrow reads back
             opts["metadata"] = {"ARROW:schema": meta[b"ARROW:schema"].decode()}
+        self._options[src.path] = opts
         return opts
 
     def _polars_writes_exactly(self, src: TableSource, out_path: Path) -> bool:
