@@ -5,7 +5,9 @@ and a link, each checked against the reference engine (the executable spec)."""
 from __future__ import annotations
 
 import csv
+import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,75 @@ def test_sliced_classification_agrees_with_reference(
     assert results["polars"][1] == results["reference"][1]
     kept = {t["name"]: t["rows_out"] for t in results["polars"][0]}
     assert 0 < kept["episodes"] < 3000
+
+
+def test_the_counting_thread_keeps_order_stays_bounded_and_reports_errors() -> None:
+    """``_Later``: the people counts' work runs in the order handed over; handing over more than
+    ``AHEAD`` waiting pieces waits for the oldest (memory stays bounded); an error comes out of
+    ``wait`` (and the queue is usable after it)."""
+    later = polars_engine._Later()
+    gate = threading.Event()
+    done: list[int] = []
+
+    def first() -> None:  # holds the thread until the gate opens
+        gate.wait(30)
+        done.append(0)
+
+    def fails() -> None:
+        raise ZeroDivisionError
+
+    later(first)
+    for i in range(1, later.AHEAD):
+        later(partial(done.append, i))  # queued behind it: handed over at once
+    extra = threading.Thread(target=later, args=(partial(done.append, later.AHEAD),))
+    extra.start()
+    extra.join(0.2)
+    assert extra.is_alive()  # one too many: waits for the oldest, which cannot finish yet
+    gate.set()
+    extra.join(30)
+    assert not extra.is_alive()
+    later.wait()
+    assert done == list(range(later.AHEAD + 1))
+
+    later(lambda: None)
+    later(fails)
+    later(partial(done.append, -1))
+    with pytest.raises(ZeroDivisionError):
+        later.wait()
+    later(partial(done.append, 99))
+    later.wait()
+    assert done[-1] == 99
+    later.close()
+
+
+def test_a_failure_while_counting_people_leaves_no_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """People are counted on a thread beside the writes; when that fails, the release fails with
+    it (nothing is left), rather than going out with wrong counts."""
+    ex = synth.extract(tmp_path / "x", 50, 200, seed=3, format="parquet")
+    pop = synth.population(50, 3)
+    synth.write_cleaned_list(tmp_path / "cleaned.dat", synth.cleaned_list(pop, 0.1, 3))
+
+    def broken(self: Any, code: int, q: Any) -> None:
+        raise MemoryError("while counting")
+
+    monkeypatch.setattr(polars_engine._PeopleSets, "_add_prefixes", broken)
+    with pytest.raises(MemoryError):
+        apply_opt_outs(
+            ex.tables,
+            out_dir=tmp_path / "rel",
+            cleaned_list=tmp_path / "cleaned.dat",
+            checked_at=CHECKED,
+            links=ex.links,
+            nhs_columns=ex.nhs_columns,
+            unmatched="withhold",
+            engine="polars",
+            store=Store(f"sqlite:///{tmp_path / 'store.db'}"),
+            now=CHECKED + timedelta(days=1),
+        )
+    assert not (tmp_path / "rel").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 @given(

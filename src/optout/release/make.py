@@ -342,6 +342,7 @@ def apply_opt_outs(
             get_engine(engine, memory_limit=memory_limit, temp_dir=spill, **options) as eng,
         ):
             counts = eng.classify(plan, lists, progress)
+            eng.finish_counts()
             details.update(eng.details)
         refusal = _fail_refusal(plan, counts) if plan.unmatched == "fail" else None
         if refusal is not None:
@@ -418,6 +419,7 @@ def apply_opt_outs(
                             else:
                                 out_sha[part] = out_hasher.submit(sha256_file, part)
                     out_hasher.shutdown(wait=False)
+                    eng.finish_counts()  # people counted beside the writes
                     # URIs and catalog tables: checked unchanged, identified (version, listing, hash)
                     identity = {
                         t.name: eng.input_identity(t.source) for t in plan.tables if not t.source.local

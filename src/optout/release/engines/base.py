@@ -147,6 +147,14 @@ class Engine(ABC):
     def write(self, table: str, out_path: Path) -> int:
         """Write the kept rows of ``table`` (after ``classify``); return the rows written."""
 
+    def finish_counts(self) -> None:  # noqa: B027 - optional hook
+        """Complete the distinct-people figures of the counts ``classify`` returned.
+
+        An engine may count people on a thread while it writes (the Polars engine does): until
+        this returns, ``TableCounts.by_status`` people, ``people_kept`` and ``people_removed``
+        may still be zero. Rows per status, reasons and ``rows_out`` are final at once. Raises
+        what that counting raised. By default the counts are complete already."""
+
     def outputs(self, table: str, out_path: Path, rows: int) -> list[tuple[Path, int]]:
         """The files ``write`` made for ``table`` and each one's rows, for the manifest.
 
