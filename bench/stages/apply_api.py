@@ -67,6 +67,9 @@ def profiled_apply(ctx: Context, engine: str | None) -> dict[str, Any]:
         eng = real_get(*args, **kwargs)
         eng.classify = _timed(spent, "classify (read key columns, rules, counts)", eng.classify)  # type: ignore[method-assign]
         eng.write = _timed(spent, "write (read all, filter, write)", eng.write)  # type: ignore[method-assign]
+        eng.finish_counts = _timed(  # type: ignore[method-assign]
+            spent, "people counts: the wait after the writes (counted beside them)", eng.finish_counts
+        )
         return eng
 
     patches = {
