@@ -201,6 +201,21 @@ def test_people_sets_count_distinct_people_exactly(
         assert sets.count(code) == len(expected[code])
 
 
+@given(
+    values=st.lists(st.integers(0, 2**32 - 1), max_size=50),
+    dtype=st.sampled_from(["int64", "uint32"]),
+    step=st.integers(1, 3),
+)
+def test_numpy_arrays_reach_polars_unchanged(values: list[int], dtype: str, step: int) -> None:
+    """``_series``: a NumPy array (strided too) as a Polars Series of the asked type, values equal."""
+    import polars as pl
+
+    x = np.array(values, dtype=dtype)[::step]
+    got = polars_engine._series(x, pl.Int64 if dtype == "int64" else pl.UInt32)
+    assert got.dtype == (pl.Int64 if dtype == "int64" else pl.UInt32)
+    assert got.to_list() == x.tolist()
+
+
 def _python_canonical(text: str | None) -> int | None:
     """The rule the engine's text keys follow: an integer exactly as ``str(int)`` writes it."""
     if text is None:
