@@ -418,3 +418,34 @@ def test_a_parquet_release_keeps_the_source_schema_whichever_writer_it_takes(
         r for r in pq.read_table(src).to_pylist() if r["nhs_number"] in numbers[:4]
     ]
     assert sorted(p.name for p in (tmp_path / "rel").iterdir()) == ["episodes.parquet", "release.json"]
+
+
+def _csv_release(tmp_path: Path, text: str, engine: str, unmatched: str = "withhold") -> Any:
+    from optout.dat import write_dat
+
+    (tmp_path / "t.csv").write_text(text, encoding="utf-8")
+    write_dat(tmp_path / "l.dat", np.array(sorted(POOL[:6]), dtype=np.int64))
+    return apply_opt_outs(
+        [tmp_path / "t.csv"],
+        out_dir=tmp_path / engine,
+        cleaned_list=tmp_path / "l.dat",
+        checked_at=CHECKED,
+        unmatched=unmatched,
+        engine=engine,
+        store=Store(f"sqlite:///{tmp_path / 'store.db'}"),
+        now=CHECKED + timedelta(days=1),
+    )
+
+
+def test_a_short_csv_row_is_still_refused_with_its_row_number(tmp_path: Path) -> None:
+    """A row with fewer fields than the header (which Polars would pad) is refused, by row."""
+    rows = [
+        "id,nhs_number,note",
+        *(f"{i},{n},x" for i, n in enumerate(POOL[:5])),
+        f"5,{POOL[5]}",
+        f"6,{POOL[6]},",
+    ]
+    with pytest.raises(polars_engine.InputError) as exc:
+        _csv_release(tmp_path, "\n".join(rows) + "\n", "polars")
+    assert exc.value.where is not None and exc.value.where.row == 6
+    assert str(POOL[5]) not in exc.value.render()
