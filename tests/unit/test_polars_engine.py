@@ -449,3 +449,25 @@ def test_a_short_csv_row_is_still_refused_with_its_row_number(tmp_path: Path) ->
         _csv_release(tmp_path, "\n".join(rows) + "\n", "polars")
     assert exc.value.where is not None and exc.value.where.row == 6
     assert str(POOL[5]) not in exc.value.render()
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "2"), ("7", "7")])
+def test_the_parquet_reader_reads_ahead_two_row_groups_unless_told(given: str | None, seen: str) -> None:
+    """The engine asks Polars to read ahead two row groups (a lower peak at the same speed);
+    a value already in the environment is kept."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != polars_engine.PREFETCH_ENV}
+    if given is not None:
+        env[polars_engine.PREFETCH_ENV] = given
+    code = (
+        "import os\n"
+        "import optout.release.engines.polars as p\n"
+        "print('prefetch:', os.environ.get(p.PREFETCH_ENV))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert f"prefetch: {seen}" in out

@@ -71,6 +71,13 @@ from optout.tables import TableSource
 
 __all__ = ["PolarsEngine"]
 
+# Polars' Parquet reader reads ahead many row groups (a large file's groups are often 1 M rows).
+# Two are enough to keep 2 cores busy: the 50 M-row copy peaks at 0.78 GB instead of 0.92 GB,
+# in the same time (and 10 M rows as fast). Read when a scan starts, so setting it here is in
+# time; a value in the environment is kept.
+PREFETCH_ENV = "POLARS_ROW_GROUP_PREFETCH_SIZE"
+os.environ.setdefault(PREFETCH_ENV, "2")
+
 _LOW = 1_000_000_000  # the smallest 10-digit number
 _HIGH = 10_000_000_000
 _INT_TYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
