@@ -471,3 +471,35 @@ def test_the_parquet_reader_reads_ahead_two_row_groups_unless_told(given: str | 
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
     assert f"prefetch: {seen}" in out
+
+
+@given(
+    texts=st.lists(
+        st.one_of(
+            st.none(),
+            st.sampled_from(
+                [str(n) for n in POOL[:5]] + ["0" + str(POOL[0])[:9], "9434765919", "9434765918"]
+            ),
+            st.integers(0, 10**11).map(str),
+            st.text(alphabet="0123456789 -+", min_size=0, max_size=12),
+        ),
+        max_size=30,
+    ),
+    chi=st.booleans(),
+)
+def test_text_numbers_checked_as_integers_where_they_can_be(texts: list[str | None], chi: bool) -> None:
+    """``_numbers`` with the fast candidate: text of ten ASCII digits is checked as that integer,
+    the rest by the text rules; the result is the text rules' for every row."""
+    import types
+
+    import polars as pl
+
+    raw = pl.Series("n", texts, dtype=pl.String)
+    plan_table = types.SimpleNamespace(nhs_column="n", chi=chi)
+    cand_expr = polars_engine.PolarsEngine._candidate(None, plan_table, pl.String)  # type: ignore[arg-type]
+    cand = raw.to_frame().select(cand_expr.alias("c"))["c"]
+    got_vals, got_reasons = polars_engine._numbers(raw, chi, cand)
+    want_vals, want_reasons = polars_engine._numbers(raw, chi)
+    assert got_reasons.tolist() == want_reasons.tolist()
+    valid = want_reasons == 0
+    assert got_vals[valid].tolist() == want_vals[valid].tolist()

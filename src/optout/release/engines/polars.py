@@ -180,13 +180,29 @@ def _malloc_trim() -> Any:
 _TRIM = _malloc_trim() if sys.platform.startswith("linux") else None
 
 
-def _numbers(raw: pl.Series, chi: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``parse_array`` of a column: (normalised numbers, 0 where invalid; reason codes)."""
+def _numbers(raw: pl.Series, chi: bool, cand: pl.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``parse_array`` of a column: (normalised numbers, 0 where invalid; reason codes).
+
+    ``cand``: the fast candidate of each row (``PolarsEngine._candidate``). Text that is ten ASCII
+    digits reading as at least 10**9 is checked as that integer: the text rules find the same, and
+    the common case then needs neither the text rules' time nor their library (pyarrow.compute,
+    0.03 s to load)."""
     if _is_int(raw.dtype) or raw.dtype == pl.UInt64:
         nulls = raw.is_null().to_numpy()
         vals, reasons = parse_array(raw.fill_null(0).to_numpy(), chi=chi)
         reasons[nulls] = Reason.MISSING
         return np.where(nulls, 0, vals), reasons
+    if cand is not None and raw.dtype == pl.String and raw.len():
+        fast = cand.is_not_null().to_numpy()
+        if fast.all():
+            return parse_array(cand.to_numpy(), chi=chi)
+        if fast.any():
+            vals = np.zeros(raw.len(), dtype=np.int64)
+            reasons = np.zeros(raw.len(), dtype=np.uint8)
+            vals[fast], reasons[fast] = parse_array(cand.filter(fast).to_numpy(), chi=chi)
+            slow = ~fast
+            vals[slow], reasons[slow] = parse_array(raw.filter(slow).to_arrow(), chi=chi)
+            return vals, reasons
     return parse_array(raw.to_arrow(), chi=chi)
 
 
@@ -1067,7 +1083,7 @@ class PolarsEngine(Engine):
         Returns their status and person (-1: none); counts reasons, problem rows, traced rows."""
         assert t.nhs_column is not None
         n = pend.height
-        vals, reasons = _numbers(pend[t.nhs_column], t.chi)
+        vals, reasons = _numbers(pend[t.nhs_column], t.chi, pend["__cand"])
         status = np.empty(n, dtype=np.uint8)
         person = np.full(n, _NONE, dtype=np.int64)
         bad = reasons != 0
