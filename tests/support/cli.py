@@ -20,3 +20,14 @@ def run_optout(home: Path, *args: str, actor: str = "ig-lead") -> subprocess.Com
         text=True,
         timeout=120,
     )
+
+
+def python_stdout(code: str, *, env_var: str, given: str | None) -> str:
+    """What ``python -c code`` prints in a fresh process whose environment lacks ``env_var``, or
+    sets it to ``given``: how a setting made when a module loads is tested (``setdefault``)."""
+    env = {k: v for k, v in os.environ.items() if k != env_var}
+    if given is not None:
+        env[env_var] = given
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout

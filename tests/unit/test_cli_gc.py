@@ -86,11 +86,8 @@ def test_service_run_turns_the_collector_back_on(
 def test_the_script_asks_for_one_blas_thread_unless_told(given: str | None, seen: str) -> None:
     """NumPy's OpenBLAS would start a spinning thread per core; no command does linear algebra.
     Set before NumPy loads (the script's ``run``), and a setting in the environment is kept."""
-    import os
+    from tests.support.cli import python_stdout
 
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    if given is not None:
-        env["OPENBLAS_NUM_THREADS"] = given
     code = (
         "import atexit, os, sys\n"
         "from optout.cli import run\n"
@@ -99,7 +96,4 @@ def test_the_script_asks_for_one_blas_thread_unless_told(given: str | None, seen
         "sys.argv = ['optout', '--version']\n"
         "run()\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    ).stdout
-    assert f"blas: {seen}" in out
+    assert f"blas: {seen}" in python_stdout(code, env_var="OPENBLAS_NUM_THREADS", given=given)

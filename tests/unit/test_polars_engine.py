@@ -89,6 +89,23 @@ def test_sliced_classification_agrees_with_reference(
     assert 0 < kept["episodes"] < 3000
 
 
+def _release_extract(tmp_path: Path, ex: Any, **options: Any) -> Any:
+    """A synthetic extract released into ``tmp_path/rel`` against ``tmp_path/cleaned.dat``, a day
+    after the check, rows with unmatched numbers withheld."""
+    return apply_opt_outs(
+        ex.tables,
+        out_dir=tmp_path / "rel",
+        cleaned_list=tmp_path / "cleaned.dat",
+        checked_at=CHECKED,
+        links=ex.links,
+        nhs_columns=ex.nhs_columns,
+        unmatched="withhold",
+        store=Store(f"sqlite:///{tmp_path / 'store.db'}"),
+        now=CHECKED + timedelta(days=1),
+        **options,
+    )
+
+
 def test_the_counting_thread_keeps_order_stays_bounded_and_reports_errors() -> None:
     """``_Later``: the people counts' work runs in the order handed over; handing over more than
     ``AHEAD`` waiting pieces waits for the oldest (memory stays bounded); an error comes out of
@@ -142,18 +159,7 @@ def test_a_failure_while_counting_people_leaves_no_release(
 
     monkeypatch.setattr(polars_engine._PeopleSets, "_add_prefixes", broken)
     with pytest.raises(MemoryError):
-        apply_opt_outs(
-            ex.tables,
-            out_dir=tmp_path / "rel",
-            cleaned_list=tmp_path / "cleaned.dat",
-            checked_at=CHECKED,
-            links=ex.links,
-            nhs_columns=ex.nhs_columns,
-            unmatched="withhold",
-            engine="polars",
-            store=Store(f"sqlite:///{tmp_path / 'store.db'}"),
-            now=CHECKED + timedelta(days=1),
-        )
+        _release_extract(tmp_path, ex, engine="polars")
     assert not (tmp_path / "rel").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -335,17 +341,7 @@ def test_the_manifest_hashes_are_the_files_hashes_when_taken_while_writing(
     ex = synth.extract(tmp_path / "x", 60, 300, seed=5, format=fmt, missing_rate=0.05, invalid_rate=0.05)
     pop = synth.population(60, 5)
     synth.write_cleaned_list(tmp_path / "cleaned.dat", synth.cleaned_list(pop, 0.2, 5))
-    apply_opt_outs(
-        ex.tables,
-        out_dir=tmp_path / "rel",
-        cleaned_list=tmp_path / "cleaned.dat",
-        checked_at=CHECKED,
-        links=ex.links,
-        nhs_columns=ex.nhs_columns,
-        unmatched="withhold",
-        store=Store(f"sqlite:///{tmp_path / 'store.db'}"),
-        now=CHECKED + timedelta(days=1),
-    )
+    _release_extract(tmp_path, ex)
     manifest = json.loads((tmp_path / "rel" / "release.json").read_text())
     assert {f["path"]: f["sha256"] for f in manifest["files"]} == {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
@@ -455,21 +451,14 @@ def test_a_short_csv_row_is_still_refused_with_its_row_number(tmp_path: Path) ->
 def test_the_parquet_reader_reads_ahead_two_row_groups_unless_told(given: str | None, seen: str) -> None:
     """The engine asks Polars to read ahead two row groups (a lower peak at the same speed);
     a value already in the environment is kept."""
-    import os
-    import subprocess
-    import sys
+    from tests.support.cli import python_stdout
 
-    env = {k: v for k, v in os.environ.items() if k != polars_engine.PREFETCH_ENV}
-    if given is not None:
-        env[polars_engine.PREFETCH_ENV] = given
     code = (
         "import os\n"
         "import optout.release.engines.polars as p\n"
         "print('prefetch:', os.environ.get(p.PREFETCH_ENV))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    ).stdout
+    out = python_stdout(code, env_var=polars_engine.PREFETCH_ENV, given=given)
     assert f"prefetch: {seen}" in out
 
 

@@ -1164,7 +1164,7 @@ class PolarsEngine(Engine):
                 return True
 
             self._collect_sliced(queries_of, lambda b: b, lf, src, take)
-        found = _counted(lambda: sets, list(bits))
+        found = _counts_of(sets, list(bits))
         return lambda: found
 
     # ------------------------------------------------------------------ writing
